@@ -8,15 +8,16 @@ Convention: a subcommand module exposes ``register(subparsers)``, which adds its
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 from datetime import UTC, date, datetime
+from pathlib import Path
 from typing import Any
 
 import orjson
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([mhdw])\s*$", re.IGNORECASE)
-_UNIT_MS = {"m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 7 * 86_400_000}
+from core.durations import parse_duration_ms
+from core.errors import InputError
+
 
 
 def emit_json(obj: Any) -> None:
@@ -29,15 +30,10 @@ def emit_json(obj: Any) -> None:
 
 def duration_ms(text: str) -> int:
     """argparse type: '7d', '12h', '90m', '2w' -> milliseconds."""
-    m = _DURATION.match(text)
-    if not m:
-        raise argparse.ArgumentTypeError(
-            f"invalid duration {text!r}; expected a number and a unit m/h/d/w, e.g. 7d or 12h"
-        )
-    value = float(m.group(1)) * _UNIT_MS[m.group(2).lower()]
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"duration {text!r} must be positive")
-    return int(value)
+    try:
+        return parse_duration_ms(text)
+    except InputError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def iso_time_ms(text: str) -> int:
@@ -87,3 +83,14 @@ def fmt_usd(value: float) -> str:
 
 def ms_to_iso(ts_ms: int) -> str:
     return datetime.fromtimestamp(ts_ms / 1000, tz=UTC).strftime("%Y-%m-%dT%H:%MZ")
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write via a temporary file and rename, so a failure never leaves half a file."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        tmp.write_bytes(data)
+        tmp.replace(path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise InputError(f"cannot write {path}: {exc.strerror or exc}") from None

@@ -41,7 +41,8 @@ def to_day(value: DateLike) -> np.datetime64:
 def day_to_date(value: np.datetime64) -> date:
     """``datetime64[D]`` -> ``datetime.date``."""
     out = value.astype("datetime64[D]").item()
-    assert isinstance(out, date)
+    if not isinstance(out, date):  # NaT, or a date outside datetime.date's range
+        raise ValueError(f"not a calendar date: {value!r}")
     return out
 
 
@@ -67,7 +68,8 @@ class EtfFlows:
     is_holiday : ndarray of bool, shape (n_days,)
         Derived: True where every fund and the total are exactly 0.0 (a US market holiday).
 
-    Arrays are made read-only so that a shared instance cannot be changed behind a reader's back.
+    The arrays are copied and made read-only, so that a shared instance cannot change behind a
+    reader's back and the caller's own arrays stay writable.
     """
 
     dates: DateArray
@@ -79,9 +81,9 @@ class EtfFlows:
     is_holiday: BoolArray = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        dates = np.asarray(self.dates, dtype="datetime64[D]")
-        flows = np.asarray(self.flows, dtype=np.float64)
-        total = np.asarray(self.total, dtype=np.float64)
+        dates = np.array(self.dates, dtype="datetime64[D]")
+        flows = np.array(self.flows, dtype=np.float64)
+        total = np.array(self.total, dtype=np.float64)
         n = dates.shape[0]
         if dates.ndim != 1 or n == 0:
             raise ValueError("dates must be a non-empty 1-d array")
@@ -89,8 +91,8 @@ class EtfFlows:
             raise ValueError(f"flows must have shape ({n}, {len(self.funds)}), got {flows.shape}")
         if total.shape != (n,):
             raise ValueError(f"total must have shape ({n},), got {total.shape}")
-        if n > 1 and not bool(np.all(dates[1:] > dates[:-1])):
-            raise ValueError("dates must be strictly increasing")
+        if bool(np.any(np.isnat(dates))) or not bool(np.all(dates[1:] > dates[:-1])):
+            raise ValueError("dates must be valid and strictly increasing")
         if not (np.all(np.isfinite(flows)) and np.all(np.isfinite(total))):
             raise ValueError("flows and total must be finite")
         holiday = holiday_mask(flows, total)

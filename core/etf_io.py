@@ -65,9 +65,17 @@ def load_flows(path: str | Path) -> EtfFlows:
     if not data.strip():
         raise FlowsFormatError(f"{name}: the file is empty; expected ETF flows as JSON or CSV")
     suffix = Path(name).suffix.lower()
-    is_json = suffix == ".json" or (suffix != ".csv" and data.lstrip()[:1] in (b"{", b"["))
-    if is_json:
+    if suffix == ".json":
         return parse_flows_json(data, name)
+    if suffix != ".csv" and data.lstrip()[:1] in (b"{", b"["):
+        try:
+            return parse_flows_json(data, name)
+        except FlowsFormatError as exc:
+            # A guess was made; say so, since the file may be something else entirely (TOML...).
+            raise FlowsFormatError(
+                f"{exc} (read as JSON because it starts with {data.lstrip()[:1].decode()!r}; "
+                "expected a .json or .csv flows file)"
+            ) from None
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:

@@ -24,6 +24,8 @@ from core.errors import DataError
 from core.etf import (
     DateLike,
     EtfFlows,
+    IntArray,
+    Runs,
     leading_funds,
     reversal_days,
     rolling_sums,
@@ -251,14 +253,7 @@ def flow_report(
     if trading.size == 0:
         raise DataError(f"no trading day on or before {flows.last_date}, only market holidays")
     last = int(trading[-1])
-    runs = streak_runs(flows.total, flows.is_holiday)
-    streak = Streak(
-        sign=int(runs.sign[last]),
-        days=int(runs.length[last]),
-        sum_musd=float(runs.sum[last]),
-        start=flows.date_at(int(runs.start[last])),
-        end=flows.date_at(last),
-    )
+    streak = _streak_at(flows, streak_runs(flows.total, flows.is_holiday), last)
     rolling = []
     for w in rolling_windows:
         value = float(rolling_sums(flows.total, flows.is_holiday, w)[last])
@@ -284,7 +279,18 @@ def _leaders(flows: EtfFlows, i: int, sign: int, top: int) -> tuple[FundFlow, ..
     return tuple(FundFlow(flows.funds[j], float(row[j])) for j in leading_funds(row, sign, top))
 
 
-def _reversals(flows: EtfFlows, rule: ReversalRule, days: np.ndarray) -> list[Reversal]:
+def _streak_at(flows: EtfFlows, runs: Runs, i: int) -> Streak:
+    """The run that ends at trading row ``i``."""
+    return Streak(
+        sign=int(runs.sign[i]),
+        days=int(runs.length[i]),
+        sum_musd=float(runs.sum[i]),
+        start=flows.date_at(int(runs.start[i])),
+        end=flows.date_at(i),
+    )
+
+
+def _reversals(flows: EtfFlows, rule: ReversalRule, days: IntArray) -> list[Reversal]:
     runs = streak_runs(flows.total, flows.is_holiday)
     trading = flows.trading_index()
     out = []
@@ -293,13 +299,7 @@ def _reversals(flows: EtfFlows, rule: ReversalRule, days: np.ndarray) -> list[Re
         prev = int(trading[pos - 1])  # a reversal day always has a trading day before it
         nxt = int(trading[pos + 1]) if pos + 1 < trading.size else None
         sign = int(runs.sign[i])
-        prior = Streak(
-            sign=int(runs.sign[prev]),
-            days=int(runs.length[prev]),
-            sum_musd=float(runs.sum[prev]),
-            start=flows.date_at(int(runs.start[prev])),
-            end=flows.date_at(prev),
-        )
+        prior = _streak_at(flows, runs, prev)
         out.append(
             Reversal(
                 date=flows.date_at(i),

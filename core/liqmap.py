@@ -16,6 +16,9 @@ from core.errors import InputError
 
 FloatArray = NDArray[np.float64]
 
+# Leverage bands for display: Coinglass's 10/25/50/100x plus Binance's range above 100x.
+DEFAULT_BANDS: tuple[float, ...] = (10.0, 25.0, 50.0, 100.0, 150.0)
+
 
 @dataclass(frozen=True, eq=False)
 class LiqMap:
@@ -96,6 +99,25 @@ class LiqMap:
             self.long_usd[:, lo:hi],
             self.short_usd[:, lo:hi],
         )
+
+    def banded(self, edges: Sequence[float] = DEFAULT_BANDS) -> LiqMap:
+        """Tiers grouped into leverage bands, each labelled by its upper edge.
+
+        A tier of L joins the first band with edge >= L (tiers above the last edge join the
+        last band). Thirty 5x-wide tiers read like Coinglass's 10/25/50/100x bars this way.
+        """
+        edges = sorted(edges)
+        band = np.searchsorted(np.asarray(edges), np.asarray(self.leverages), side="left")
+        band = np.minimum(band, len(edges) - 1)
+        used = sorted(set(band.tolist()))
+        long_usd = np.zeros((len(used), self.n_bins))
+        short_usd = np.zeros((len(used), self.n_bins))
+        for row, b in enumerate(used):
+            long_usd[row] = self.long_usd[band == b].sum(axis=0)
+            short_usd[row] = self.short_usd[band == b].sum(axis=0)
+        out = _with_bins(self, self.origin, long_usd, short_usd)
+        object.__setattr__(out, "leverages", tuple(float(edges[b]) for b in used))
+        return out
 
     def cumulative_peaks(self) -> CumulativePeaks:
         """Largest cumulative long (below price) and short (above price) totals and where."""

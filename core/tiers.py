@@ -50,7 +50,13 @@ class TierSet:
 # Shares lean to the higher leverages: retail perp flow concentrates at 20-100x, and those are the
 # levels close enough to price to matter within days. Low leverage (10x) still carries the most
 # notional per trader, so it keeps a real share.
+_FULL = tuple(float(x) for x in range(5, 151, 5))
+
 PRESETS: dict[str, TierSet] = {
+    # Every 5x from 5x to 150x (Binance's maximum for a small BTCUSDT position), with weights
+    # falling as 1/L: leverage use thins out as it rises. A continuum, not four spikes, is what
+    # real positions form, and it places mass close to the price where small moves reach it.
+    "full": TierSet("full", _FULL, tuple(1.0 / lev for lev in _FULL)),
     "coinglass": TierSet("coinglass", (10.0, 25.0, 50.0, 100.0), (0.25, 0.30, 0.25, 0.20)),
     "coinank": TierSet(
         "coinank",

@@ -78,23 +78,40 @@ def first_crossing(
         The crossing bar, or n where no bar crosses.
     """
     n = extreme.shape[0]
-    pos = start.astype(np.intp).copy()
-    if n == 0 or pos.size == 0:
-        return pos
-    # Compare on the "safe" side: a long level survives a bar while low > level, i.e. -low < -level.
+    out = np.minimum(start, n).astype(np.intp)
+    if n == 0 or out.size == 0:
+        return out
+    # Compare on the "safe" side: a long level survives while low > level, i.e. -low < -level.
     key = -extreme if is_long else extreme
-    thr = -level if is_long else level
-    table = [key]
-    while (1 << len(table)) <= n:
-        prev = table[-1]
-        half = 1 << (len(table) - 1)
-        table.append(np.maximum(prev[:-half], prev[half:]))
-    # Binary lifting: skip a block of 2^k bars when none of them reaches the level.
-    for k in range(len(table) - 1, -1, -1):
-        step = 1 << k
-        row = table[k]
-        can = pos + step <= n
-        idx = np.minimum(pos, row.shape[0] - 1)
-        skip = can & (row[idx] < thr)
-        pos += np.where(skip, step, 0)
-    return pos
+    thr_all = -level if is_long else level
+    table = _block_maxima(key)
+    for a in range(0, out.size, _CHUNK):
+        pos = out[a : a + _CHUNK]  # a view: updated in place
+        thr = thr_all[a : a + _CHUNK]
+        # Binary lifting: skip 2^k bars when none of them reaches the level. Padding with +inf
+        # makes a skip past the last bar fail by itself, with no bounds check.
+        for k in range(len(table) - 1, -1, -1):
+            pos += (table[k][pos] < thr).astype(np.intp) << k
+    return out
+
+
+# Levels per pass: small enough that a pass's arrays stay in cache across all lifting steps.
+_CHUNK = 1 << 16
+
+
+def _block_maxima(key: FloatArray) -> list[FloatArray]:
+    """Sparse table: row k, index i holds max(key[i : i + 2^k]); +inf where the block overruns.
+
+    Each row has n + 1 entries so that a position of n (past the last bar) is a valid index.
+    """
+    n = key.shape[0]
+    rows = [np.append(key, np.inf)]
+    k = 1
+    while (1 << k) <= n:
+        step, half = 1 << k, 1 << (k - 1)
+        prev = rows[-1]
+        row = np.full(n + 1, np.inf)
+        row[: n - step + 1] = np.maximum(prev[: n - step + 1], prev[half : half + n - step + 1])
+        rows.append(row)
+        k += 1
+    return rows

@@ -7,6 +7,7 @@ that the two implementations must agree on.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -38,8 +39,12 @@ class EstimatorParams:
         and falls back to ``candle`` on bars without volume; ``candle`` tilts 0.5 by the candle
         body as a fraction of its range; ``half`` is 0.5.
     entry : {"range", "vwap", "close"}
-        ``range`` spreads entries evenly over [low, high] at ``entry_points`` prices; ``vwap``
-        uses the typical price (h+l+c)/3, the usual VWAP proxy when only OHLC is known.
+        ``range`` spreads entries evenly over [low, high]; ``vwap`` uses the typical price
+        (h+l+c)/3, the usual VWAP proxy when only OHLC is known.
+    entry_points, entry_spacing : int, float
+        ``range`` uses at most ``entry_points`` prices per bar, and no more than the typical bar
+        range holds at ``entry_spacing`` (fraction of price) apart: nine points inside a
+        1-minute bar would land in one price bin and only cost time.
     position_usd : float
         Notional of a typical position, which picks the maintenance bracket.
     half_life_bars : float or None
@@ -54,17 +59,18 @@ class EstimatorParams:
         the map in proportion to OI.
     """
 
-    tiers: TierSet = field(default_factory=lambda: PRESETS["coinglass"])
+    tiers: TierSet = field(default_factory=lambda: PRESETS["full"])
     side_split: SideSplit = "taker"
-    side_gain: float = 4.0
+    side_gain: float = 2.0
     candle_tilt: float = 0.2
     entry: EntryModel = "range"
-    entry_points: int = 5
+    entry_points: int = 9
+    entry_spacing: float = 0.0005
     position_usd: float = 10_000.0
     brackets: Brackets = BINANCE_BTCUSDT
     half_life_bars: float | None = None
     oi_shrink: bool = True
-    turnover: float = 0.0
+    turnover: float = 0.2
 
     def __post_init__(self) -> None:
         if self.side_split not in ("taker", "candle", "half"):
@@ -75,6 +81,8 @@ class EstimatorParams:
             raise InputError(f"unknown entry model {self.entry!r}; expected range, vwap or close")
         if not 1 <= self.entry_points <= 64:
             raise InputError(f"entry_points must be 1..64, got {self.entry_points}")
+        if not 0 < self.entry_spacing < 0.1:
+            raise InputError(f"entry_spacing must be within 0..0.1, got {self.entry_spacing:g}")
         if self.side_gain < 0 or not 0 <= self.candle_tilt <= 0.5:
             raise InputError("side_gain must be >= 0 and candle_tilt within 0..0.5")
         if self.position_usd <= 0:
@@ -117,7 +125,8 @@ def entry_grid(bars: Bars, params: EstimatorParams) -> tuple[FloatArray, FloatAr
         return bars.close[:, None].copy(), np.ones(1)
     if params.entry == "vwap":
         return ((bars.high + bars.low + bars.close) / 3.0)[:, None], np.ones(1)
-    k = params.entry_points
+    typical_range = float(np.median((bars.high - bars.low) / bars.open)) if len(bars) else 0.0
+    k = min(params.entry_points, max(1, math.ceil(typical_range / params.entry_spacing)))
     frac = (np.arange(k, dtype=np.float64) + 0.5) / k
     prices = bars.low[:, None] + (bars.high - bars.low)[:, None] * frac[None, :]
     return prices, np.full(k, 1.0 / k)

@@ -1,0 +1,126 @@
+"""Settings: config.yaml parsed once into typed, frozen pydantic models.
+
+Precedence: an explicit path, else $LIQBOT_CONFIG, else ./config.yaml when present, else the
+defaults below. Secrets never live here: they come from environment variables. An error names
+the file, the key and what was expected.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from core.errors import ConfigError
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class MapSettings(_Frozen):
+    tiers: Literal["full", "coinglass", "coinank", "custom"] = "full"
+    custom_tiers: dict[float, float] = Field(default_factory=dict)
+    side_split: Literal["taker", "candle", "half"] = "taker"
+    side_gain: float = Field(2.0, ge=0, le=20)
+    candle_tilt: float = Field(0.2, ge=0, le=0.5)
+    entry: Literal["range", "vwap", "close"] = "range"
+    entry_points: int = Field(9, ge=1, le=64)
+    entry_spacing: float = Field(0.0005, gt=0, lt=0.1)
+    position_usd: float = Field(10_000.0, gt=0)
+    turnover: float = Field(0.2, ge=0, lt=1)
+    oi_shrink: bool = True
+    half_life_hours: float | None = Field(None, gt=0)
+    bin_usd: float | None = Field(None, gt=0)
+    lookback: str = "7d"
+    range_pct: float = Field(12.0, gt=0, le=100)
+    cluster_k: float = Field(1.5, gt=1)
+    clusters_per_side: int = Field(5, ge=1, le=50)
+
+    @field_validator("custom_tiers")
+    @classmethod
+    def _tiers_valid(cls, value: dict[float, float]) -> dict[float, float]:
+        for lev, weight in value.items():
+            if not 1 < lev <= 200:
+                raise ValueError(f"leverage {lev:g} must be above 1 and at most 200")
+            if weight < 0:
+                raise ValueError(f"weight of {lev:g}x must not be negative")
+        return value
+
+    @field_validator("lookback")
+    @classmethod
+    def _lookback_valid(cls, value: str) -> str:
+        from core.durations import parse_duration_ms
+
+        parse_duration_ms(value)
+        return value
+
+
+class CalibrationSettings(_Frozen):
+    scale_half_life_hours: float = Field(168.0, gt=0)
+    intensity_half_life_hours: float = Field(2.0, gt=0)
+    intensity_weight: float = Field(0.05, ge=0)
+
+
+class EtfSettings(_Frozen):
+    reversal_min_streak_days: int = Field(3, ge=1)
+    reversal_min_streak_musd: float = Field(500.0, ge=0)
+    recent_days: int = Field(5, ge=1)
+
+
+class Settings(_Frozen):
+    map: MapSettings = Field(default_factory=MapSettings)
+    calibration: CalibrationSettings = Field(default_factory=CalibrationSettings)
+    etf: EtfSettings = Field(default_factory=EtfSettings)
+
+
+def config_path(explicit: str | Path | None = None) -> Path | None:
+    """The config file to read, or None to use the defaults."""
+    if explicit is not None:
+        return Path(explicit)
+    env = os.environ.get("LIQBOT_CONFIG")
+    if env:
+        return Path(env)
+    local = Path("config.yaml")
+    return local if local.is_file() else None
+
+
+def load_settings(path: str | Path | None = None) -> Settings:
+    """Read and validate settings; see the module docstring for where they come from."""
+    found = config_path(path)
+    if found is None:
+        return Settings()
+    try:
+        text = found.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{found}: no such config file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{found}: cannot read config ({exc})") from None
+    return parse_settings(text, str(found))
+
+
+def parse_settings(text: str, name: str = "config.yaml") -> Settings:
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f", line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise ConfigError(f"{name}{where}: {problem}") from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{name}: expected a mapping of sections at the top level")
+    try:
+        return Settings.model_validate(raw)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        key = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key (check the spelling against config.yaml's comments)"
+        more = f" (and {len(exc.errors()) - 1} more problem(s))" if len(exc.errors()) > 1 else ""
+        raise ConfigError(f"{name}: key '{key}': {msg}{more}") from None
