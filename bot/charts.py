@@ -44,7 +44,7 @@ _OFFSET = "offset points"
 
 # Tier colours by leverage: 10/25/50/100x get Coinglass-like blue/cyan/yellow/orange; any other
 # leverage (Coinank's 30..90x, custom sets) is interpolated on log leverage between anchors, so a
-# leverage has the same colour on every chart. Red and green stay free for the curves.
+# leverage has the same colour on every chart. The curves keep pure red and green to themselves.
 _TIER_ANCHORS = (
     (2.0, "#a78bfa"),
     (10.0, "#4f7cff"),

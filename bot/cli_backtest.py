@@ -35,9 +35,7 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--bars", required=True, metavar="FILE", help="canonical bar CSV")
     p.add_argument("--tiers", choices=["full", "coinglass", "coinank"], help="leverage tier preset")
-    p.add_argument(
-        "--out", required=True, metavar="FILE", help="per-bar predictions CSV to write"
-    )
+    p.add_argument("--out", required=True, metavar="FILE", help="per-bar predictions CSV to write")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
     p.add_argument("--config", metavar="FILE", help="config.yaml to use")
     p.set_defaults(handler=run)
@@ -60,8 +58,9 @@ def run(args: argparse.Namespace) -> int:
 def predictions_csv(r: BacktestResult) -> bytes:
     buf = io.StringIO()
     buf.write("ts,pred_long_usd,pred_short_usd\n")
-    for ts, lo, sh in zip(r.ts.tolist(), r.pred_long_usd.tolist(), r.pred_short_usd.tolist(),
-                          strict=True):
+    for ts, lo, sh in zip(
+        r.ts.tolist(), r.pred_long_usd.tolist(), r.pred_short_usd.tolist(), strict=True
+    ):
         buf.write(f"{ts},{lo:.2f},{sh:.2f}\n")
     return buf.getvalue().encode()
 
@@ -69,8 +68,10 @@ def predictions_csv(r: BacktestResult) -> bytes:
 def _score(s: SideScore | None) -> dict[str, Any] | None:
     if s is None:
         return None
+
     def clean(x: float) -> float | None:
         return None if not np.isfinite(x) else round(x, 4)
+
     return {
         "conditional_spearman": clean(s.conditional_spearman),
         "spearman": clean(s.spearman),

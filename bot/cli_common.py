@@ -19,7 +19,6 @@ from core.durations import parse_duration_ms
 from core.errors import InputError
 
 
-
 def emit_json(obj: Any) -> None:
     """Write ``obj`` as JSON on stdout (numpy scalars and arrays allowed)."""
     sys.stdout.buffer.write(
@@ -77,7 +76,11 @@ def fmt_usd(value: float) -> str:
     v = abs(value)
     for unit, scale in (("B", 1e9), ("M", 1e6), ("K", 1e3)):
         if v >= scale:
-            return f"{sign}${v / scale:,.2f}{unit}" if unit == "B" else f"{sign}${v / scale:,.1f}{unit}"
+            return (
+                f"{sign}${v / scale:,.2f}{unit}"
+                if unit == "B"
+                else f"{sign}${v / scale:,.1f}{unit}"
+            )
     return f"{sign}${v:,.0f}"
 
 

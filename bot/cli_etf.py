@@ -14,6 +14,7 @@ from datetime import date
 from typing import Any
 
 from bot.cli_common import emit_json, fmt_usd, iso_date, positive_float
+from core.config import load_settings
 from core.errors import InputError
 from core.etf import EtfFlows
 from core.etf_io import load_flows
@@ -64,32 +65,27 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         metavar="N",
         help="trading days to show in the table (default: 10)",
     )
-    rule = ReversalRule()
+    # Defaults come from config.yaml's etf section (shown as "config").
     p.add_argument(
         "--min-days",
         type=_positive_int,
-        default=rule.min_days,
         metavar="N",
-        help=f"reversal: minimum prior streak, trading days (default: {rule.min_days})",
+        help="reversal: minimum prior streak, trading days (default: config, 3)",
     )
     p.add_argument(
         "--min-sum",
         type=positive_float,
-        default=rule.min_sum_musd,
         metavar="MUSD",
-        help=(
-            "reversal: minimum size of the prior streak's sum, US$ millions "
-            f"(default: {rule.min_sum_musd:g})"
-        ),
+        help="reversal: minimum size of the prior streak's sum, US$M (default: config, 500)",
     )
     p.add_argument(
         "--recent",
         type=_positive_int,
-        default=rule.recent_days,
         metavar="N",
-        help=f"report reversals within the last N trading days (default: {rule.recent_days})",
+        help="report reversals within the last N trading days (default: config, 5)",
     )
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    p.add_argument("--config", metavar="FILE", help="config.yaml to use")
     p.set_defaults(handler=run)
 
 
@@ -103,7 +99,12 @@ def run(args: argparse.Namespace) -> int:
                 f"--until {until} is before the first day in {args.flows} ({flows.first_date})"
             )
         flows = flows.until(until)
-    rule = ReversalRule(min_days=args.min_days, min_sum_musd=args.min_sum, recent_days=args.recent)
+    cfg = load_settings(args.config).etf
+    rule = ReversalRule(
+        min_days=args.min_days or cfg.reversal_min_streak_days,
+        min_sum_musd=args.min_sum or cfg.reversal_min_streak_musd,
+        recent_days=args.recent or cfg.recent_days,
+    )
     report = flow_report(flows, rule)
     rows = _window(flows, args.days)
     for note in flows.notes:

@@ -35,7 +35,9 @@ def register(sub: Any) -> None:
         help="estimate the liquidation map at a time from a bar CSV",
         description=(
             "Estimate where leveraged longs and shorts would be force-liquidated, from the bars "
-            "of a canonical bar CSV that had closed by --at (DESIGN §3 format)."
+            "of a canonical bar CSV that had closed by --at. The CSV has a header and the columns "
+            "ts (bar open, epoch ms UTC), open, high, low, close, oi_usd, and optionally "
+            "volume_usd, taker_buy_usd, funding_rate, liq_long_usd, liq_short_usd."
         ),
         epilog=_EXAMPLE,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -48,11 +50,21 @@ def register(sub: Any) -> None:
         help="map time, e.g. 2026-01-13T22:00Z; only bars closed by then are used "
         "(default: after the last bar)",
     )
-    p.add_argument("--lookback", type=duration_ms, help="history to build from (default: 7d)")
+    p.add_argument(
+        "--lookback",
+        type=duration_ms,
+        metavar="DURATION",
+        help="history to build the map from: 90m, 12h, 7d, 2w (default: 7d)",
+    )
     p.add_argument("--tiers", choices=["full", "coinglass", "coinank"], help="leverage tier preset")
     p.add_argument("--bin", type=positive_float, metavar="USD", help="price bin size in USD")
-    p.add_argument("--range", dest="range_pct", type=positive_float, metavar="PCT",
-                   help="price range around the price to report, in %% (default: 12)")
+    p.add_argument(
+        "--range",
+        dest="range_pct",
+        type=positive_float,
+        metavar="PCT",
+        help="price range around the price to report, in %% (default: 12)",
+    )
     p.add_argument("--symbol", default="BTC", help="symbol shown in the output (default: BTC)")
     p.add_argument("--venue", default="binance", help="venue shown in the output")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -70,7 +82,11 @@ def run(args: argparse.Namespace) -> int:
     window = bars.up_to(at, lookback)
     params = estimator_params(cfg, window.interval_ms, args.tiers)
     full = build_map(
-        window, params, symbol=args.symbol.upper(), venue=args.venue, bin_size=args.bin or cfg.bin_usd
+        window,
+        params,
+        symbol=args.symbol.upper(),
+        venue=args.venue,
+        bin_size=args.bin or cfg.bin_usd,
     )
     range_pct = args.range_pct or cfg.range_pct
     m = full.window(range_pct).banded()

@@ -57,7 +57,9 @@ def run_backtest(
     if len(bars) < 2:
         raise DataError("a backtest needs at least 2 bars")
     if not np.isfinite(bars.oi_usd).all():
-        raise DataError("open interest (oi_usd) is missing in some bars; the map needs it on every bar")
+        raise DataError(
+            "open interest (oi_usd) is missing in some bars; the map needs it on every bar"
+        )
     est = fast.estimate(bars, params)
     move_long, move_short = adverse_moves(bars)
     has_realized = bars.has("liq_long_usd") and bars.has("liq_short_usd")

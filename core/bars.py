@@ -7,6 +7,7 @@ object per bar. Optional columns are NaN where the source did not have them.
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from datetime import UTC, datetime
 
 import numpy as np
 from numpy.typing import NDArray
@@ -75,9 +76,10 @@ class Bars:
         if lookback_ms is not None:
             start = int(np.searchsorted(self.ts, at_ms - lookback_ms, side="left"))
         if stop - start < 2:
+            first, last = _iso(int(self.ts[0])), _iso(int(self.ts[-1]) + interval)
             raise DataError(
-                f"only {max(stop - start, 0)} closed bar(s) in the window ending at {at_ms}; "
-                "a map needs at least 2"
+                f"only {max(stop - start, 0)} closed bar(s) in the window ending at "
+                f"{_iso(at_ms)}; a map needs at least 2 (the bars cover {first} to {last})"
             )
         return self.slice(start, stop)
 
@@ -85,6 +87,10 @@ class Bars:
         """Whether an optional column has any value at all."""
         values: FloatArray = getattr(self, column)
         return bool(np.isfinite(values).any())
+
+
+def _iso(ts_ms: int) -> str:
+    return datetime.fromtimestamp(ts_ms / 1000, tz=UTC).strftime("%Y-%m-%dT%H:%MZ")
 
 
 def make_bars(**columns: object) -> Bars:
@@ -99,10 +105,9 @@ def make_bars(**columns: object) -> Bars:
         out[name] = np.asarray(columns[name], dtype=np.float64)
     for name in OPTIONAL_COLUMNS:
         value = columns.get(name)
-        out[name] = (
-            np.full(n, np.nan) if value is None else np.asarray(value, dtype=np.float64)
-        )
+        out[name] = np.full(n, np.nan) if value is None else np.asarray(value, dtype=np.float64)
     for name, arr in out.items():
-        if np.shape(arr) != (n,):
-            raise ValueError(f"column {name} has shape {np.shape(arr)}, expected ({n},)")
+        shape = np.asarray(arr).shape
+        if shape != (n,):
+            raise ValueError(f"column {name} has shape {shape}, expected ({n},)")
     return Bars(**out)  # type: ignore[arg-type]

@@ -45,7 +45,7 @@ BINANCE_BTCUSDT = Brackets(_FLOORS, _MMR, _continuity_cum(_FLOORS, _MMR))
 
 
 def liq_price_long(
-    entry: FloatArray, leverage: FloatArray, mmr: float, cum_per_unit: float = 0.0
+    entry: FloatArray, leverage: FloatArray, mmr: float, cum_per_unit: FloatArray | float = 0.0
 ) -> FloatArray:
     """Isolated long liquidation price, linear USDT perpetual.
 
@@ -55,7 +55,7 @@ def liq_price_long(
 
 
 def liq_price_short(
-    entry: FloatArray, leverage: FloatArray, mmr: float, cum_per_unit: float = 0.0
+    entry: FloatArray, leverage: FloatArray, mmr: float, cum_per_unit: FloatArray | float = 0.0
 ) -> FloatArray:
     """Isolated short liquidation price: ``LP = (EP (1 + 1/L) + cum/Q) / (1 + mmr)``."""
     return np.asarray((entry * (1.0 + 1.0 / leverage) + cum_per_unit) / (1.0 + mmr))

@@ -4,8 +4,9 @@ Per side, the bin totals are smoothed over about 0.3% of the price (real levels 
 continuum, a single bin is noise), then peaks are kept whose height is at least ``k`` times the
 median of the side's non-empty bins within ``window_pct`` of the price and whose prominence is
 at least that median. A cluster spans its peak's width at half prominence, at most
-``max_half_width_pct`` either side of the peak; its USD is the raw mass in that span. Comparing with the neighbourhood rather than the map's maximum keeps a
-cluster near the price visible even when a larger one sits far away.
+``max_half_width_pct`` either side of the peak; its USD is the raw mass in that span.
+Comparing with the neighbourhood rather than the map's maximum keeps a cluster near the price
+visible even when a larger one sits far away.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ def find_clusters(
             continue
         base = float(np.median(ref))
         smooth = _smooth(mass, width)
-        peaks, props = find_peaks(smooth, height=k * base * 0.999, prominence=base * 0.999)
+        peaks, _ = find_peaks(smooth, height=k * base * 0.999, prominence=base * 0.999)
         if peaks.size == 0:
             continue
         _, _, left, right = peak_widths(smooth, peaks, rel_height=0.5)

@@ -72,9 +72,10 @@ class EtfSettings(_Frozen):
 
 
 class Settings(_Frozen):
-    map: MapSettings = Field(default_factory=MapSettings)
-    calibration: CalibrationSettings = Field(default_factory=CalibrationSettings)
-    etf: EtfSettings = Field(default_factory=EtfSettings)
+    # Frozen models, so one shared default instance is safe.
+    map: MapSettings = MapSettings()
+    calibration: CalibrationSettings = CalibrationSettings()
+    etf: EtfSettings = EtfSettings()
 
 
 def config_path(explicit: str | Path | None = None) -> Path | None:

@@ -128,7 +128,9 @@ class LiqMap:
         long_usd = float(cl[below].max()) if below.any() else 0.0
         short_usd = float(cs[above].max()) if above.any() else 0.0
         # The price where the curve first reaches its peak: going further adds nothing.
-        long_at = float(lows[below][np.argmax(cl[below] >= long_usd)]) if long_usd > 0 else self.price
+        long_at = (
+            float(lows[below][np.argmax(cl[below] >= long_usd)]) if long_usd > 0 else self.price
+        )
         short_at = (
             float(self.price_high[above][np.argmax(cs[above] >= short_usd)])
             if short_usd > 0
@@ -193,7 +195,7 @@ def bin_levels(
     b = np.floor((prices - origin) / bin_size).astype(np.intp)
     ok = (b >= 0) & (b < n_bins)
     flat = tier_idx[ok] * n_bins + b[ok]
-    out = np.bincount(flat, weights=usd[ok], minlength=n_tiers * n_bins)
+    out = np.bincount(flat, weights=usd[ok], minlength=n_tiers * n_bins).astype(np.float64)
     return out.reshape(n_tiers, n_bins)
 
 

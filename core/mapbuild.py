@@ -54,7 +54,9 @@ def build_map(
     if len(bars) < 2:
         raise DataError("a map needs at least 2 bars")
     if not np.isfinite(bars.oi_usd).all():
-        raise DataError("open interest (oi_usd) is missing in some bars; a map needs it on every bar")
+        raise DataError(
+            "open interest (oi_usd) is missing in some bars; a map needs it on every bar"
+        )
     est = estimator(bars, params)
     price = float(bars.close[-1])
     size = bin_size if bin_size is not None else nice_bin_size(price)

@@ -32,7 +32,9 @@ class TierSet:
             raise InputError("tier leverages must be distinct")
         for lev in self.leverages:
             if not 1 < lev <= 200:
-                raise InputError(f"leverage {lev:g}x is out of range; expected more than 1x, at most 200x")
+                raise InputError(
+                    f"leverage {lev:g}x is out of range; expected more than 1x, at most 200x"
+                )
         if any(w < 0 for w in self.weights) or sum(self.weights) <= 0:
             raise InputError("tier weights must be non-negative and not all zero")
         total = float(sum(self.weights))

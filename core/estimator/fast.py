@@ -42,7 +42,7 @@ def estimate(bars: Bars, params: EstimatorParams) -> Estimate:
         at_hit = mass[dead] * np.exp(log_keep[hit[dead] - 1] - log_keep[born[dead]])
         alive = ~dead
         left = mass[alive] * np.exp(log_keep[n - 1] - log_keep[born[alive]])
-        pred = np.bincount(hit[dead], weights=at_hit, minlength=n)
+        pred = np.bincount(hit[dead], weights=at_hit, minlength=n).astype(np.float64)
         sides.append((prices[alive], left, tier[alive], pred, mass.sum(), at_hit.sum()))
 
     (lp, lu, lt, lpred, ladd, lcon), (sp, su, st, spred, sadd, scon) = sides

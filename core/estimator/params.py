@@ -106,9 +106,7 @@ def long_share(bars: Bars, params: EstimatorParams) -> FloatArray:
     if params.side_split == "half":
         return np.full(n, 0.5)
     span = bars.high - bars.low
-    body = np.divide(
-        bars.close - bars.open, span, out=np.zeros(n), where=span > 0
-    )
+    body = np.divide(bars.close - bars.open, span, out=np.zeros(n), where=span > 0)
     candle = 0.5 + params.candle_tilt * body
     if params.side_split == "candle":
         return np.clip(candle, 0.05, 0.95)
