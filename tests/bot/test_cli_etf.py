@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import argparse
-import importlib.util
-import sys
 from pathlib import Path
 
 import orjson
 import pytest
 
-from bot import cli_etf
-from core.errors import LiqbotError
+from bot import cli
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared"
 FARSIDE_JSON = SHARED / "data" / "etf" / "btc_etf_flows_farside.json"
@@ -19,18 +15,8 @@ FARSIDE_CSV = SHARED / "data" / "etf" / "btc_etf_flows_farside.csv"
 
 
 def _main(argv: list[str]) -> int:
-    """What ``bot.cli.main`` does for this subcommand, without importing its sibling modules
-    (they may not exist yet): parse, run, and turn a LiqbotError into one line and exit 2."""
-    parser = argparse.ArgumentParser(prog="liqbot")
-    sub = parser.add_subparsers(dest="command", required=True)
-    cli_etf.register(sub)
-    args = parser.parse_args(argv)
-    try:
-        code: int = args.handler(args)
-    except LiqbotError as exc:
-        print(f"liqbot {args.command}: error: {exc}", file=sys.stderr)
-        return 2
-    return code
+    """The real entry point: parse, run, and turn a LiqbotError into one line and exit 2."""
+    return cli.main(argv)
 
 
 def _day(d: str, **funds: float) -> dict[str, object]:
@@ -199,13 +185,8 @@ def test_help_has_an_example(capsys: pytest.CaptureFixture[str]) -> None:
     assert "liqbot etf --flows" in capsys.readouterr().out
 
 
-def test_through_bot_cli_main(flows_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from bot import cli
-
-    missing = [m for m in cli._SUBCOMMANDS if importlib.util.find_spec(m) is None]
-    if missing:
-        pytest.skip(f"sibling subcommands not written yet: {', '.join(missing)}")
-    assert cli.main(["etf", "--flows", str(flows_file), "--until", "2025-01-01"]) == 2
+def test_handler_error_is_one_line(flows_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert _main(["etf", "--flows", str(flows_file), "--until", "2025-01-01"]) == 2
     assert capsys.readouterr().err.count("\n") == 1
 
 
