@@ -30,7 +30,8 @@ def load_bars_csv(path: str | Path) -> Bars:
     """
     name = str(path)
     try:
-        with open(path, newline="", encoding="utf-8") as fh:
+        # utf-8-sig: tolerate the BOM of Excel's "CSV UTF-8".
+        with open(path, newline="", encoding="utf-8-sig") as fh:
             return parse_bars_csv(fh, name)
     except FileNotFoundError:
         raise BarsFormatError(name, None, None, "no such file") from None

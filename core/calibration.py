@@ -33,7 +33,7 @@ class CalibrationParams:
 
 
 def ewma(x: FloatArray, half_life_bars: float) -> FloatArray:
-    """Exponentially weighted mean along axis 0, seeded with the first value; NaN counts as 0."""
+    """Exponentially weighted mean of a 1-D series, seeded with its first value; NaN counts as 0."""
     alpha = 1.0 - 0.5 ** (1.0 / max(half_life_bars, 1e-9))
     clean = np.nan_to_num(x, nan=0.0)
     if clean.size == 0:

@@ -9,12 +9,20 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
-from core.errors import ConfigError
+from core.durations import parse_duration_ms
+from core.errors import ConfigError, InputError
 
 
 class _Frozen(BaseModel):
@@ -29,7 +37,7 @@ class MapSettings(_Frozen):
     candle_tilt: float = Field(0.2, ge=0, le=0.5)
     entry: Literal["range", "vwap", "close"] = "range"
     entry_points: int = Field(9, ge=1, le=64)
-    entry_spacing: float = Field(0.0005, gt=0, lt=0.1)
+    entry_spacing: float = Field(0.001, gt=0, lt=0.1)
     position_usd: float = Field(10_000.0, gt=0)
     turnover: float = Field(0.2, ge=0, lt=1)
     oi_shrink: bool = True
@@ -53,9 +61,11 @@ class MapSettings(_Frozen):
     @field_validator("lookback")
     @classmethod
     def _lookback_valid(cls, value: str) -> str:
-        from core.durations import parse_duration_ms
-
-        parse_duration_ms(value)
+        try:
+            parse_duration_ms(value)
+        except InputError as exc:
+            # pydantic reports ValueErrors with the key; any other exception would escape bare.
+            raise ValueError(str(exc)) from None
         return value
 
 
@@ -72,6 +82,14 @@ class EtfSettings(_Frozen):
 
 
 class Settings(_Frozen):
+    @model_validator(mode="before")
+    @classmethod
+    def _empty_sections(cls, data: Any) -> Any:
+        # A section whose lines were all deleted reads as null: it means "all defaults".
+        if isinstance(data, dict):
+            return {k: ({} if v is None else v) for k, v in data.items()}
+        return data
+
     # Frozen models, so one shared default instance is safe.
     map: MapSettings = MapSettings()
     calibration: CalibrationSettings = CalibrationSettings()

@@ -127,15 +127,12 @@ class LiqMap:
         cl, cs = self.cum_long, self.cum_short
         long_usd = float(cl[below].max()) if below.any() else 0.0
         short_usd = float(cs[above].max()) if above.any() else 0.0
-        # The price where the curve first reaches its peak: going further adds nothing.
-        long_at = (
-            float(lows[below][np.argmax(cl[below] >= long_usd)]) if long_usd > 0 else self.price
-        )
-        short_at = (
-            float(self.price_high[above][np.argmax(cs[above] >= short_usd)])
-            if short_usd > 0
-            else self.price
-        )
+        # Where the curve, moving away from the price, reaches its peak: further adds nothing.
+        # The long curve grows as the bin index falls, so that is the highest such bin.
+        long_hits = np.flatnonzero(below & (cl >= long_usd))
+        short_hits = np.flatnonzero(above & (cs >= short_usd))
+        long_at = float(lows[long_hits.max()]) if long_usd > 0 else self.price
+        short_at = float(self.price_high[short_hits.min()]) if short_usd > 0 else self.price
         return CumulativePeaks(long_usd, long_at, short_usd, short_at)
 
 
@@ -206,6 +203,8 @@ def grid_for(prices: FloatArray, price: float, bin_size: float) -> tuple[float, 
     lo = min(float(prices.min()), price) if prices.size else price
     hi = max(float(prices.max()), price) if prices.size else price
     origin = np.floor(lo / bin_size) * bin_size
+    if origin > lo:  # floating point can round the edge just above the lowest level
+        origin -= bin_size
     n_bins = int(np.floor((hi - origin) / bin_size)) + 1
     return float(origin), n_bins
 

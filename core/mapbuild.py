@@ -21,7 +21,7 @@ def nice_bin_size(price: float) -> float:
     """About 0.1% of the price, rounded to 1, 2 or 5 times a power of ten ($100 for BTC at 95k)."""
     raw = price * 0.001
     exp = math.floor(math.log10(raw))
-    base = raw / 10**exp
+    base = round(raw / 10**exp, 9)  # 0.15 / 0.1 is 1.4999999999999998 in binary
     step = 1.0 if base < 1.5 else 2.0 if base < 3.5 else 5.0 if base < 7.5 else 10.0
     return float(step * 10**exp)
 

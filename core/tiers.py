@@ -7,6 +7,7 @@ Nobody publishes the real mix. The presets mirror what the commercial maps draw 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -35,6 +36,8 @@ class TierSet:
                 raise InputError(
                     f"leverage {lev:g}x is out of range; expected more than 1x, at most 200x"
                 )
+        if not all(math.isfinite(w) for w in self.weights):
+            raise InputError("tier weights must be finite numbers")
         if any(w < 0 for w in self.weights) or sum(self.weights) <= 0:
             raise InputError("tier weights must be non-negative and not all zero")
         total = float(sum(self.weights))

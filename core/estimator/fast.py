@@ -25,25 +25,28 @@ def estimate(bars: Bars, params: EstimatorParams) -> Estimate:
     n = len(bars)
     fresh = new_levels(bars, params)
     log_keep = np.cumsum(np.log(keep_factors(bars, params)))
+    end = log_keep[n - 1] if n else 0.0
     n_tiers = len(params.tiers.leverages)
-    per_bar = fresh.long_price.shape[1] * fresh.long_price.shape[2]
+    # Levels of both sides share their birth bar and tier: compute those once.
+    born_all = np.repeat(fresh.bar, n_tiers)
+    tier_all = np.tile(np.arange(n_tiers, dtype=np.intp), fresh.bar.shape[0])
 
     sides = []
     for is_long in (True, False):
         usd = (fresh.long_usd if is_long else fresh.short_usd).reshape(-1)
-        opened = np.flatnonzero(usd > 0)
-        prices = (fresh.long_price if is_long else fresh.short_price).reshape(-1)[opened]
-        mass = usd[opened]
-        born = opened // per_bar
-        tier = (opened % per_bar) % n_tiers
+        prices = (fresh.long_price if is_long else fresh.short_price).reshape(-1)
+        born, tier = born_all, tier_all
+        if not (usd > 0).all():  # a 0 or 1 long share leaves one side empty
+            keep = usd > 0
+            usd, prices, born, tier = usd[keep], prices[keep], born[keep], tier[keep]
         hit = first_crossing(bars.low if is_long else bars.high, born + 1, prices, is_long)
         dead = hit < n
-        # Mass at the start of the hit bar: keep factors of bars born+1 .. hit-1 applied.
-        at_hit = mass[dead] * np.exp(log_keep[hit[dead] - 1] - log_keep[born[dead]])
         alive = ~dead
-        left = mass[alive] * np.exp(log_keep[n - 1] - log_keep[born[alive]])
+        # Mass at the start of the hit bar: keep factors of bars born+1 .. hit-1 applied.
+        at_hit = usd[dead] * np.exp(log_keep[hit[dead] - 1] - log_keep[born[dead]])
+        left = usd[alive] * np.exp(end - log_keep[born[alive]])
         pred = np.bincount(hit[dead], weights=at_hit, minlength=n).astype(np.float64)
-        sides.append((prices[alive], left, tier[alive], pred, mass.sum(), at_hit.sum()))
+        sides.append((prices[alive], left, tier[alive], pred, usd.sum(), at_hit.sum()))
 
     (lp, lu, lt, lpred, ladd, lcon), (sp, su, st, spred, sadd, scon) = sides
     added = np.array([ladd, sadd])

@@ -16,37 +16,46 @@ FloatArray = NDArray[np.float64]
 
 @dataclass(frozen=True, eq=False)
 class NewLevels:
-    """Levels opened in each bar, shape (n, K, T): K entry points, T tiers.
+    """Levels opened by the bars, one row per used (bar, entry point), one column per tier.
 
-    ``long_usd`` and ``short_usd`` are zero on bars where OI did not rise.
+    Rows are ordered by bar; the rows of bar u are ``offsets[u]:offsets[u + 1]``. Bars that
+    opened nothing have no rows.
     """
 
-    long_price: FloatArray
+    bar: NDArray[np.intp]  # (m,)
+    offsets: NDArray[np.intp]  # (n + 1,)
+    long_price: FloatArray  # (m, T)
     short_price: FloatArray
     long_usd: FloatArray
     short_usd: FloatArray
 
 
 def new_levels(bars: Bars, params: EstimatorParams) -> NewLevels:
-    """Place each bar's OI increase on the entry grid and the leverage tiers."""
-    d_oi = np.zeros(len(bars))
+    """Place each bar's opened notional on its entry points and the leverage tiers."""
+    n = len(bars)
+    d_oi = np.zeros(n)
     d_oi[1:] = np.diff(bars.oi_usd)
     opened = np.where(d_oi > 0, d_oi, 0.0) + churn(bars, params)
     share = long_share(bars, params)
-    entries, entry_w = entry_grid(bars, params)  # (n, K), (K,)
-    lev = params.tiers.leverage_array  # (T,)
-    tier_w = params.tiers.weight_array
+    bar, entry, weight = entry_grid(bars, params)  # (m,) each
+    # Only entry points of bars that opened something become levels.
+    row_mass = opened[bar] * weight
+    used = row_mass > 0
+    bar, row_mass = bar[used], row_mass[used]
+    ep = entry[used][:, None]  # (m, 1)
+    lev = params.tiers.leverage_array[None, :]
+    tier_w = params.tiers.weight_array[None, :]
     mmr, cum_ratio = margin_terms(params)
-    ep = entries[:, :, None]
-    # cum/Q = cum/notional * EP: the maintenance amount scales with the entry price.
-    long_price = liq_price_long(ep, lev[None, None, :], mmr, cum_ratio * ep)
-    short_price = liq_price_short(ep, lev[None, None, :], mmr, cum_ratio * ep)
-    mass = opened[:, None, None] * entry_w[None, :, None] * tier_w[None, None, :]
+    mass = row_mass[:, None] * tier_w
+    row_share = share[bar][:, None]
     return NewLevels(
-        long_price=long_price,
-        short_price=short_price,
-        long_usd=mass * share[:, None, None],
-        short_usd=mass * (1.0 - share)[:, None, None],
+        bar=bar,
+        offsets=np.searchsorted(bar, np.arange(n + 1), side="left").astype(np.intp),
+        # cum/Q = cum/notional * EP: the maintenance amount scales with the entry price.
+        long_price=liq_price_long(ep, lev, mmr, cum_ratio * ep),
+        short_price=liq_price_short(ep, lev, mmr, cum_ratio * ep),
+        long_usd=mass * row_share,
+        short_usd=mass * (1.0 - row_share),
     )
 
 
@@ -73,5 +82,5 @@ def churn(bars: Bars, params: EstimatorParams) -> FloatArray:
         return np.zeros(len(bars))
     volume = np.nan_to_num(bars.volume_usd, nan=0.0)
     out = params.turnover * volume
-    out[0] = 0.0  # bar 0 has no previous OI to measure against
+    out[:1] = 0.0  # bar 0 has no previous OI to measure against
     return out

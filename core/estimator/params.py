@@ -7,7 +7,6 @@ that the two implementations must agree on.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -42,9 +41,9 @@ class EstimatorParams:
         ``range`` spreads entries evenly over [low, high]; ``vwap`` uses the typical price
         (h+l+c)/3, the usual VWAP proxy when only OHLC is known.
     entry_points, entry_spacing : int, float
-        ``range`` uses at most ``entry_points`` prices per bar, and no more than the typical bar
+        ``range`` uses at most ``entry_points`` prices per bar, and no more than the bar's own
         range holds at ``entry_spacing`` (fraction of price) apart: nine points inside a
-        1-minute bar would land in one price bin and only cost time.
+        quiet 1-minute bar would land in one price bin and only cost time.
     position_usd : float
         Notional of a typical position, which picks the maintenance bracket.
     half_life_bars : float or None
@@ -65,7 +64,7 @@ class EstimatorParams:
     candle_tilt: float = 0.2
     entry: EntryModel = "range"
     entry_points: int = 9
-    entry_spacing: float = 0.0005
+    entry_spacing: float = 0.001
     position_usd: float = 10_000.0
     brackets: Brackets = BINANCE_BTCUSDT
     half_life_bars: float | None = None
@@ -117,17 +116,30 @@ def long_share(bars: Bars, params: EstimatorParams) -> FloatArray:
     return np.asarray(np.clip(share, 0.05, 0.95))
 
 
-def entry_grid(bars: Bars, params: EstimatorParams) -> tuple[FloatArray, FloatArray]:
-    """Entry prices of shape (n, K) and their weights of shape (K,), summing to 1."""
+def entry_grid(
+    bars: Bars, params: EstimatorParams
+) -> tuple[NDArray[np.intp], FloatArray, FloatArray]:
+    """Entry points as rows: (bar index, entry price, weight), each of shape (m,).
+
+    Rows are ordered by bar and each bar's weights sum to 1. With ``range`` entries, bar t has
+    ``k_t = ceil(range_t / (open_t * entry_spacing))`` rows, at most ``entry_points``, evenly
+    over its own [low, high]. The count depends on that bar alone, never on later bars, so a
+    backtest stays causal.
+    """
+    n = len(bars)
+    every = np.arange(n, dtype=np.intp)
     if params.entry == "close":
-        return bars.close[:, None].copy(), np.ones(1)
+        return every, bars.close.copy(), np.ones(n)
     if params.entry == "vwap":
-        return ((bars.high + bars.low + bars.close) / 3.0)[:, None], np.ones(1)
-    typical_range = float(np.median((bars.high - bars.low) / bars.open)) if len(bars) else 0.0
-    k = min(params.entry_points, max(1, math.ceil(typical_range / params.entry_spacing)))
-    frac = (np.arange(k, dtype=np.float64) + 0.5) / k
-    prices = bars.low[:, None] + (bars.high - bars.low)[:, None] * frac[None, :]
-    return prices, np.full(k, 1.0 / k)
+        return every, (bars.high + bars.low + bars.close) / 3.0, np.ones(n)
+    span = bars.high - bars.low
+    need = np.ceil(span / (bars.open * params.entry_spacing) - 1e-9)
+    k_t = np.clip(need, 1, params.entry_points).astype(np.intp)
+    bar = np.repeat(every, k_t)
+    first = np.cumsum(k_t) - k_t  # row of each bar's first entry point
+    slot = np.arange(bar.shape[0], dtype=np.float64) - first[bar]
+    k = k_t[bar].astype(np.float64)
+    return bar, bars.low[bar] + span[bar] * (slot + 0.5) / k, 1.0 / k
 
 
 def margin_terms(params: EstimatorParams) -> tuple[float, float]:

@@ -22,7 +22,7 @@ def estimate(bars: Bars, params: EstimatorParams) -> Estimate:
     fresh = new_levels(bars, params)
     keep = keep_factors(bars, params)
     n_tiers = len(params.tiers.leverages)
-    tier_of = np.broadcast_to(np.arange(n_tiers), fresh.long_price.shape[1:]).ravel()
+    tier_of = np.arange(n_tiers)
 
     price = [np.zeros(0), np.zeros(0)]
     usd = [np.zeros(0), np.zeros(0)]
@@ -41,11 +41,13 @@ def estimate(bars: Bars, params: EstimatorParams) -> Estimate:
             shrunk[side] += usd[side][alive].sum() - kept.sum()
             price[side], usd[side], tier[side] = price[side][alive], kept, tier[side][alive]
 
-            opened = new_usd[side][u].ravel()
+            rows = slice(fresh.offsets[u], fresh.offsets[u + 1])
+            opened = new_usd[side][rows]
             mask = opened > 0
-            price[side] = np.concatenate([price[side], new_price[side][u].ravel()[mask]])
+            tiers = np.broadcast_to(tier_of, opened.shape)
+            price[side] = np.concatenate([price[side], new_price[side][rows][mask]])
             usd[side] = np.concatenate([usd[side], opened[mask]])
-            tier[side] = np.concatenate([tier[side], tier_of[mask]])
+            tier[side] = np.concatenate([tier[side], tiers[mask]])
             added[side] += opened[mask].sum()
     return Estimate(
         longs=SideLevels(price[0], usd[0], tier[0]),
