@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 
 from core.errors import InputError
@@ -45,6 +46,10 @@ def venue_symbol(base: str, venue: Venue) -> str:
     return f"{base}USDT"
 
 
+@functools.lru_cache(maxsize=4096)
 def base_of(instrument: str) -> str:
-    """Base symbol of a venue instrument id, without the known-symbol check."""
+    """Base symbol of a venue instrument id, without the known-symbol check.
+
+    Cached: the liquidation streams call it once per event.
+    """
     return parse_symbol(instrument, known_only=False)
