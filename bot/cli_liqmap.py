@@ -20,8 +20,9 @@ from core.bars_csv import load_bars_csv
 from core.clusters import find_clusters
 from core.config import load_settings
 from core.durations import parse_duration_ms
-from core.liqmap import Cluster, LiqMap
-from core.mapbuild import build_map
+from core.errors import InputError
+from core.liqmap import Cluster, LiqMap, combine
+from core.mapbuild import build_map, nice_bin_size
 from core.model import estimator_params
 
 _EXAMPLE = """example:
@@ -42,7 +43,13 @@ def register(sub: Any) -> None:
         epilog=_EXAMPLE,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--bars", required=True, metavar="FILE", help="canonical bar CSV")
+    p.add_argument(
+        "--bars",
+        required=True,
+        action="append",
+        metavar="FILE",
+        help="canonical bar CSV; repeat it with one file per venue to add their maps up",
+    )
     p.add_argument(
         "--at",
         type=iso_time_ms,
@@ -66,7 +73,12 @@ def register(sub: Any) -> None:
         help="price range around the price to report, in %% (default: 12)",
     )
     p.add_argument("--symbol", default="BTC", help="symbol shown in the output (default: BTC)")
-    p.add_argument("--venue", default="binance", help="venue shown in the output")
+    p.add_argument(
+        "--venue",
+        action="append",
+        help="venue of each --bars file, in the same order (default: binance for one file, "
+        "else each file's name)",
+    )
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--png", metavar="FILE", help="also write the chart as a PNG")
     p.add_argument("--config", metavar="FILE", help="config.yaml to use")
@@ -76,18 +88,34 @@ def register(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
     cfg = settings.map
-    bars = load_bars_csv(args.bars)
-    at = args.at if args.at is not None else int(bars.ts[-1]) + bars.interval_ms
-    lookback = args.lookback or parse_duration_ms(cfg.lookback)
-    window = bars.up_to(at, lookback)
-    params = estimator_params(cfg, window.interval_ms, args.tiers)
-    full = build_map(
-        window,
-        params,
-        symbol=args.symbol.upper(),
-        venue=args.venue,
-        bin_size=args.bin or cfg.bin_usd,
+    files: list[str] = args.bars
+    venues: list[str] = args.venue or (
+        ["binance"] if len(files) == 1 else [Path(f).stem for f in files]
     )
+    if len(venues) != len(files):
+        raise InputError(
+            f"{len(files)} --bars file(s) but {len(venues)} --venue name(s); give one per file"
+        )
+    all_bars = [load_bars_csv(f) for f in files]
+    # By default, the latest time every file has reached, so no venue's map is missing data.
+    at = args.at if args.at is not None else min(int(b.ts[-1]) + b.interval_ms for b in all_bars)
+    lookback = args.lookback or parse_duration_ms(cfg.lookback)
+    windows = [b.up_to(at, lookback) for b in all_bars]
+    # One bin size for every venue: maps add up only on a common grid.
+    bin_size = args.bin or cfg.bin_usd or nice_bin_size(float(windows[0].close[-1]))
+    full = combine(
+        [
+            build_map(
+                w,
+                estimator_params(cfg, w.interval_ms, args.tiers),
+                symbol=args.symbol.upper(),
+                venue=venue,
+                bin_size=bin_size,
+            )
+            for w, venue in zip(windows, venues, strict=True)
+        ]
+    )
+    bars_used = sum(len(w) for w in windows)
     range_pct = args.range_pct or cfg.range_pct
     m = full.window(range_pct).banded()
     clusters = find_clusters(m, k=cfg.cluster_k, max_per_side=cfg.clusters_per_side)
@@ -95,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
         from bot.charts import render_liqmap_png
 
         write_atomic(Path(args.png), render_liqmap_png(m, clusters, range_pct=range_pct))
-    doc = map_document(m, clusters, at_ms=at, bars_used=len(window), range_pct=range_pct)
+    doc = map_document(m, clusters, at_ms=at, bars_used=bars_used, range_pct=range_pct)
     if args.json:
         emit_json(doc)
     else:
