@@ -1,25 +1,34 @@
 """One resilient HTTP layer on httpx for every venue.
 
-* Timeouts, and retries with exponential backoff and full jitter on network errors and 5xx.
-* 429 waits for Retry-After (and makes every later call of the venue wait too).
+* Timeouts, and retries with exponential backoff and full jitter on network errors, 408 and 5xx.
+* 429 waits for Retry-After (header, or ``retry_after`` in the body as SoSoValue sends it) and
+  makes every later call of the venue wait too. Without one, the wait doubles per consecutive
+  429 (1 s, 2 s, 4 s, ... up to ``backoff_max_s``): Binance bans IPs that keep going after 429s.
 * 418 (Binance's IP ban), 403 (Bybit's IP ban, WAF) and 451 (geo-block) open the venue's
   circuit until the ban ends: no request goes out before then, which is what keeps a ban short.
+  When it ends the circuit is half-open: one probe request goes first, and concurrent calls get
+  :class:`CircuitOpen` until it has answered; a new ban re-opens the circuit.
 * Request budgets per venue (``limits.py``), fed by the venue's own counter where it sends one
-  (Binance ``X-MBX-USED-WEIGHT-1M``), so normal operation never reaches a limit.
+  (Binance ``X-MBX-USED-WEIGHT-1M``), so normal operation never reaches a limit. A call never
+  waits longer than ``max_wait_s`` for its turn: it raises :class:`RateLimited` instead.
+* A 2xx body is returned parsed, even when it holds an error envelope (OKX, Bybit): the venue
+  layer judges envelopes. A 4xx goes through ``error_mapper``, else becomes :class:`VenueError`.
 * :meth:`HttpClient.status` is what ``/status`` shows for the venue.
 
 The clock, the sleep and the transport are injectable, so tests run against a local server or
-an ``httpx.MockTransport`` without waiting real seconds.
+an ``httpx.MockTransport`` without waiting real seconds. An injected sleep must let the clock
+pass (advance a fake clock by the seconds asked), as a real sleep does.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import email.utils
+import math
 import random
 import re
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,6 +52,14 @@ Sleep = Callable[[float], Awaitable[None]]
 ErrorMapper = Callable[[int, Any], FeedError | None]
 
 _BANNED_UNTIL = re.compile(r"banned until (\d{10,13})")
+_BAN_REASONS = {
+    418: "IP banned for ignoring rate limits",
+    403: "forbidden: IP ban or firewall",
+    451: "unavailable from this location",
+}
+_GEO_BLOCK_S = 3600.0  # a geo-block does not lift by itself; look again hourly
+_MIN_OPEN_S = 1.0  # a ban stamp already past (clock skew) still opens the circuit briefly
+_THROTTLE_FIRST_S = 1.0  # first wait after a 429 that names no wait; doubles per repeat
 
 
 @dataclass(frozen=True)
@@ -50,9 +67,9 @@ class VenueStatus:
     """Health of one venue's HTTP side, as ``/status`` shows it."""
 
     venue: str
-    state: str  # "ok", "degraded" (recent failures), "open" (banned / circuit open)
+    state: str  # "ok", "degraded" (recent failures, probing), "open" (banned / circuit open)
     open_until_ms: int | None
-    reason: str | None
+    reason: str | None  # why open, or the last failure while degraded
     last_ok_ms: int | None
     consecutive_failures: int
     requests: int
@@ -74,6 +91,7 @@ class HttpClient:
         backoff_max_s: float = 30.0,
         max_wait_s: float = 120.0,
         ban_default_s: float = 600.0,
+        ban_statuses: Collection[int] = (418, 403, 451),
         transport: httpx.AsyncBaseTransport | None = None,
         clock: Clock = time.time,
         sleep: Sleep = asyncio.sleep,
@@ -95,17 +113,23 @@ class HttpClient:
         self._backoff_max = backoff_max_s
         self._max_wait = max_wait_s
         self._ban_default = ban_default_s
+        # Which statuses mean "banned": Binance 418, Bybit 403, any venue's 451 geo-block. OKX
+        # does not document 403 as a ban, so its client narrows this.
+        self._ban_statuses = frozenset(ban_statuses) & set(_BAN_REASONS)
         self._clock = clock
         self._sleep = sleep
         self._rng = rng or random.Random()
         self._map_error = error_mapper
         self._open_until: float = 0.0
         self._open_reason: str | None = None
-        self._slow_until: float = 0.0  # after a 429: every call waits until then
+        self._half_open = False  # a ban has ended; the next request is a probe
+        self._probing = False  # the probe is in flight
+        self._slow_until: float = 0.0  # after a 429 (or 5xx with Retry-After): calls wait
+        self._throttled = 0  # consecutive 429s, for the wait when none is named
         self._last_ok: float | None = None
+        self._last_error: str | None = None
         self._failures = 0
         self._requests = 0
-        self._lock = asyncio.Lock()  # budget checks and spends happen one call at a time
 
     async def aclose(self) -> None:
         await self._client.aclose()
@@ -123,13 +147,20 @@ class HttpClient:
     def status(self) -> VenueStatus:
         now = self._clock()
         is_open = now < self._open_until
-        state = "open" if is_open else "degraded" if self._failures else "ok"
+        if is_open:
+            state, reason = "open", self._open_reason
+        elif self._half_open:
+            state, reason = "degraded", f"probing after {self._open_reason}"
+        elif self._failures:
+            state, reason = "degraded", self._last_error
+        else:
+            state, reason = "ok", None
         return VenueStatus(
             venue=self.venue,
             state=state,
-            open_until_ms=int(self._open_until * 1000) if is_open else None,
-            reason=self._open_reason if is_open else None,
-            last_ok_ms=int(self._last_ok * 1000) if self._last_ok is not None else None,
+            open_until_ms=round(self._open_until * 1000) if is_open else None,
+            reason=reason,
+            last_ok_ms=round(self._last_ok * 1000) if self._last_ok is not None else None,
             consecutive_failures=self._failures,
             requests=self._requests,
             budget=self._budget.snapshot(now),
@@ -145,57 +176,91 @@ class HttpClient:
         """The parsed JSON body of ``GET path``; raises a :class:`FeedError` subclass.
 
         ``costs`` names the budget windows the request counts against and its cost in each
-        (for Binance, ``{"weight": 5}``); the default is one unit in every window.
+        (for Binance, ``{"weight": 5}``); the default is one unit in every window. A window
+        the venue does not have is a programming error (ValueError).
         """
         spend = (
             dict(costs) if costs is not None else dict.fromkeys(self._budget.limits.windows, 1.0)
         )
+        self._budget.check(spend)
         attempt = 0
         while True:
-            await self._wait_turn(spend)
+            probe = await self._wait_turn(spend)
             try:
-                response = await self._client.get(path, params=params)
-            except httpx.TimeoutException:
-                error: FeedError = FeedUnavailable(self.venue, f"timed out on {path}")
-            except httpx.TransportError as exc:
-                error = FeedUnavailable(
-                    self.venue, f"network error on {path}: {type(exc).__name__}"
-                )
-            else:
-                self._observe(response)
-                result = self._classify(response, path)
-                if not isinstance(result, FeedError):
-                    self._last_ok, self._failures = self._clock(), 0
-                    return result
-                error = result
-            self._failures += 1
-            retry_in = self._retry_delay(error, attempt)
+                result = await self._attempt(path, params)
+            finally:
+                if probe:
+                    self._probing = False
+            if probe and not isinstance(result, Banned):
+                self._half_open = False  # the venue answered without banning us: closed
+            if not isinstance(result, FeedError):
+                self._last_ok, self._failures, self._throttled = self._clock(), 0, 0
+                self._last_error = None
+                return result
+            self._note_failure(result)
+            retry_in = self._retry_delay(result, attempt)
             if retry_in is None:
-                raise error
+                raise result
             attempt += 1
-            await self._sleep(retry_in)
+            if retry_in > 0:
+                await self._sleep(retry_in)
 
-    async def _wait_turn(self, spend: dict[str, float]) -> None:
-        async with self._lock:
+    async def _wait_turn(self, spend: dict[str, float]) -> bool:
+        """Wait until the request may go, and count it; True if it is the half-open probe.
+
+        The check and the spend run without an await between them, so concurrent calls never
+        overspend; waits happen outside, and everything is checked again after each one.
+        """
+        while True:
             now = self._clock()
             if now < self._open_until:
                 raise CircuitOpen(
                     self.venue,
                     f"circuit open for {self._open_until - now:.0f}s more ({self._open_reason})",
-                    int(self._open_until * 1000),
+                    round(self._open_until * 1000),
+                )
+            if self._half_open and self._probing:
+                raise CircuitOpen(
+                    self.venue,
+                    f"a probe is checking whether the ban has ended ({self._open_reason})",
+                    round(now * 1000),
                 )
             wait = max(self._slow_until - now, self._budget.delay(now, spend))
-            if wait > 0:
-                await self._sleep(wait)
-            self._budget.spend(self._clock(), spend)
-            self._requests += 1
+            if wait <= 0:
+                self._budget.spend(now, spend)
+                self._requests += 1
+                if self._half_open:
+                    self._probing = True
+                return self._half_open
+            if wait > self._max_wait:
+                raise RateLimited(
+                    self.venue,
+                    f"rate limit needs a {wait:.0f}s wait, more than {self._max_wait:.0f}s",
+                    wait,
+                )
+            await self._sleep(wait)
+
+    async def _attempt(self, path: str, params: Mapping[str, str | int | float] | None) -> Any:
+        """One request: the parsed body, or the FeedError it amounts to (returned, not raised)."""
+        try:
+            response = await self._client.get(path, params=params)
+        except httpx.TimeoutException:
+            return FeedUnavailable(self.venue, f"timed out on {path}")
+        except httpx.DecodingError as exc:
+            return JunkResponse(self.venue, f"{path} sent an undecodable body: {exc}")
+        except httpx.RequestError as exc:
+            return FeedUnavailable(self.venue, f"network error on {path}: {type(exc).__name__}")
+        self._observe(response)
+        return self._classify(response, path)
 
     def _observe(self, response: httpx.Response) -> None:
         used = response.headers.get("X-MBX-USED-WEIGHT-1M")
         if used is not None and "weight" in self._budget.limits.windows:
-            # A garbled header must not fail a good response.
-            with contextlib.suppress(ValueError):
-                self._budget.observe_used("weight", self._clock(), float(used))
+            try:  # a garbled header must not fail a good response
+                figure = float(used)
+            except ValueError:
+                return
+            self._budget.observe_used("weight", self._clock(), figure)
 
     def _classify(self, response: httpx.Response, path: str) -> Any:
         """The parsed body of a good answer, or the FeedError it amounts to."""
@@ -208,14 +273,13 @@ class HttpClient:
             return body
         parsed = None if body is _JUNK else body
         if status == 429:
-            after = _retry_after(response) or 1.0
-            self._slow_until = self._clock() + after
-            return RateLimited(
-                self.venue, f"rate limited on {path}; retry after {after:.0f}s", after
-            )
-        if status in (418, 403, 451):
-            return self._open_circuit(status, response, parsed)
-        if status >= 500:
+            return self._rate_limited(response, parsed, path)
+        if status in self._ban_statuses:
+            return self._open_circuit(status, response)
+        if status >= 500 or status == 408:
+            after = _retry_after(response, None, self._clock())
+            if after is not None:
+                self._slow_until = max(self._slow_until, self._clock() + after)
             return FeedUnavailable(self.venue, f"{path} answered HTTP {status}")
         mapped = self._map_error(status, parsed) if self._map_error else None
         if mapped is not None:
@@ -223,38 +287,59 @@ class HttpClient:
         code, msg = _code_msg(parsed)
         return VenueError(self.venue, f"{path} answered HTTP {status}: {msg or 'no message'}", code)
 
-    def _open_circuit(self, status: int, response: httpx.Response, body: Any) -> Banned:
+    def _rate_limited(self, response: httpx.Response, body: Any, path: str) -> RateLimited:
+        after = _retry_after(response, body, self._clock())
+        if after is None:
+            after = min(self._backoff_max, _THROTTLE_FIRST_S * 2**self._throttled)
+        after = max(after, self._backoff_base)  # "Retry-After: 0" must not become a hammer
+        self._throttled += 1
+        self._slow_until = max(self._slow_until, self._clock() + after)
+        return RateLimited(self.venue, f"rate limited on {path}; retry after {after:g}s", after)
+
+    def _open_circuit(self, status: int, response: httpx.Response) -> Banned:
         now = self._clock()
-        _, msg = _code_msg(body)
-        until = None
-        match = _BANNED_UNTIL.search(msg or "")
+        candidates = []
+        match = _BANNED_UNTIL.search(response.content[:2000].decode("utf-8", "replace"))
         if match:
             stamp = int(match.group(1))
-            until = stamp / 1000 if stamp > 10**11 else float(stamp)
-        after = _retry_after(response)
-        if until is None and after is not None:
-            until = now + after
-        if until is None:
-            until = now + (3600.0 if status == 451 else self._ban_default)
-        reason = {
-            418: "IP banned for ignoring rate limits",
-            403: "forbidden: IP ban or firewall",
-            451: "unavailable from this location",
-        }[status]
-        self._open_until, self._open_reason = until, f"HTTP {status}: {reason}"
+            candidates.append(stamp / 1000 if stamp > 10**11 else float(stamp))
+        after = _retry_after(response, None, now)
+        if after is not None:
+            candidates.append(now + after)
+        if not candidates:
+            candidates.append(now + (_GEO_BLOCK_S if status == 451 else self._ban_default))
+        until = max(*candidates, now + _MIN_OPEN_S)
+        reason = _BAN_REASONS[status]
+        self._open_until = max(self._open_until, until)
+        self._open_reason = f"HTTP {status}: {reason}"
+        self._half_open = True
         return Banned(
             self.venue,
-            f"{reason}; no requests until {until - now:.0f}s from now",
-            int(until * 1000),
+            f"{reason}; no requests for {self._open_until - now:.0f}s",
+            round(self._open_until * 1000),
         )
 
+    def _note_failure(self, error: FeedError) -> None:
+        if isinstance(error, VenueError):
+            # The venue answered coherently (e.g. an unknown symbol): it is up, not degraded.
+            self._failures = 0
+            return
+        self._failures += 1
+        self._last_error = str(error)
+
     def _retry_delay(self, error: FeedError, attempt: int) -> float | None:
-        """Seconds to wait before retrying, or None to give up now."""
+        """Seconds to wait before retrying, or None to give up now.
+
+        Waits named by the venue (429, Retry-After) are not slept here: ``_wait_turn`` honours
+        ``_slow_until`` for this call and every concurrent one.
+        """
         if attempt >= self._max_retries:
             return None
         if isinstance(error, RateLimited):
-            return error.retry_after_s if error.retry_after_s <= self._max_wait else None
+            return 0.0 if error.retry_after_s <= self._max_wait else None
         if isinstance(error, FeedUnavailable):
+            if self._slow_until > self._clock():
+                return 0.0
             # Full jitter: spreads the retries of many clients instead of synchronising them.
             cap = min(self._backoff_max, self._backoff_base * 2**attempt)
             return self._rng.uniform(0, cap)
@@ -273,14 +358,32 @@ def _parse(content: bytes) -> Any:
         return _JUNK
 
 
-def _retry_after(response: httpx.Response) -> float | None:
+def _retry_after(response: httpx.Response, body: Any, now: float) -> float | None:
+    """Seconds the venue asked us to wait: Retry-After (seconds or HTTP date), else the body's
+    ``retry_after`` (top level or under ``details``, as SoSoValue sends it)."""
     raw = response.headers.get("Retry-After")
-    if raw is None:
-        return None
-    try:
-        return max(float(raw), 0.0)
-    except ValueError:
-        return None
+    if raw is not None:
+        try:
+            return _seconds(float(raw))
+        except ValueError:
+            pass
+        try:
+            when = email.utils.parsedate_to_datetime(raw)
+        except (TypeError, ValueError):
+            return None
+        return max(when.timestamp() - now, 0.0)
+    if isinstance(body, dict):
+        details = body.get("details")
+        value = body.get("retry_after")
+        if value is None and isinstance(details, dict):
+            value = details.get("retry_after")
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return _seconds(float(value))
+    return None
+
+
+def _seconds(value: float) -> float | None:
+    return max(value, 0.0) if math.isfinite(value) else None
 
 
 def _code_msg(body: Any) -> tuple[str | int | None, str | None]:
