@@ -138,3 +138,19 @@ def _check_ohlc(columns: dict[str, list[float]], name: str, line: int) -> None:
         raise BarsFormatError(name, line, "high", f"expected high >= open, close and low; high={h}")
     if lo > min(o, c):
         raise BarsFormatError(name, line, "low", f"expected low <= open and close; low={lo}")
+
+
+def format_bars_csv(bars: Bars) -> str:
+    """Canonical CSV text of ``bars``: required columns, then the optional ones that have data.
+
+    NaN cells are left empty, as the format allows; the loader reads the text back unchanged.
+    """
+    optional = [c for c in OPTIONAL_COLUMNS if bars.has(c)]
+    cols = [*REQUIRED_COLUMNS, *optional]
+    arrays = [getattr(bars, c) for c in cols]
+    lines = [",".join(cols)]
+    for row in zip(*(a.tolist() for a in arrays), strict=True):
+        cells = [str(row[0])]
+        cells.extend("" if math.isnan(v) else repr(v) for v in row[1:])
+        lines.append(",".join(cells))
+    return "\n".join(lines) + "\n"

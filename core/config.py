@@ -81,6 +81,39 @@ class EtfSettings(_Frozen):
     recent_days: int = Field(5, ge=1)
 
 
+class VenueUrls(_Frozen):
+    rest_url: str
+    ws_url: str
+
+    @field_validator("rest_url", "ws_url")
+    @classmethod
+    def _url_valid(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://", "ws://", "wss://")):
+            raise ValueError(f"expected an http(s):// or ws(s):// URL, got {value!r}")
+        return value
+
+
+class EtfSourceSettings(_Frozen):
+    source: Literal["farside", "sosovalue", "coinglass", "file"] = "farside"
+    farside_url: str = "https://farside.co.uk/bitcoin-etf-flow-all-data/"
+    file: str | None = None
+    cache_dir: str = "data/cache/etf"
+
+
+class FeedsSettings(_Frozen):
+    binance: VenueUrls = VenueUrls(
+        rest_url="https://fapi.binance.com", ws_url="wss://fstream.binance.com/market"
+    )
+    okx: VenueUrls = VenueUrls(
+        rest_url="https://www.okx.com", ws_url="wss://ws.okx.com:8443/ws/v5/public"
+    )
+    bybit: VenueUrls = VenueUrls(
+        rest_url="https://api.bybit.com", ws_url="wss://stream.bybit.com/v5/public/linear"
+    )
+    timeout_s: float = Field(10.0, gt=0, le=120)
+    etf: EtfSourceSettings = EtfSourceSettings()
+
+
 class Settings(_Frozen):
     @model_validator(mode="before")
     @classmethod
@@ -94,6 +127,7 @@ class Settings(_Frozen):
     map: MapSettings = MapSettings()
     calibration: CalibrationSettings = CalibrationSettings()
     etf: EtfSettings = EtfSettings()
+    feeds: FeedsSettings = FeedsSettings()
 
 
 def config_path(explicit: str | Path | None = None) -> Path | None:

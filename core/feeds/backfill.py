@@ -1,0 +1,173 @@
+"""Backfill and incremental polling: venue history -> canonical bars.
+
+``backfill`` pages through a venue's klines and open-interest history (politely: every request
+goes through the venue's HttpClient budget) and joins them into :class:`core.bars.Bars`.
+``IncrementalPoller`` is the per-tick version: it asks only for bars after the last one it has.
+Both use only the :class:`core.feeds.base.RestFeed` protocol, so every venue works the same.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from core.bars import Bars, make_bars
+from core.durations import parse_duration_ms
+from core.errors import DataError, InputError
+from core.feeds.base import RestFeed
+from core.feeds.types import Kline, OpenInterest
+
+# (what, pages done, pages expected): progress for a person watching a long backfill.
+Progress = Callable[[str, int, int], None]
+
+
+def _no_progress(what: str, done: int, total: int) -> None:
+    return None
+
+
+def interval_ms(interval: str) -> int:
+    """'5m' -> 300000. Only m/h/d units, as venues name their bars."""
+    if not interval or interval[-1] not in "mhd":
+        raise InputError(f"invalid interval {interval!r}; expected e.g. 1m, 5m, 1h or 1d")
+    return parse_duration_ms(interval)
+
+
+async def fetch_klines(
+    feed: RestFeed,
+    symbol: str,
+    interval: str,
+    start_ms: int,
+    end_ms: int,
+    progress: Progress = _no_progress,
+) -> list[Kline]:
+    """Closed bars opened in [start_ms, end_ms), oldest first, one page at a time."""
+    step = interval_ms(interval)
+    pages = max(1, -(-(end_ms - start_ms) // (step * feed.max_klines_per_request)))
+    out: list[Kline] = []
+    cursor, done = start_ms, 0
+    while cursor < end_ms:
+        page = await feed.klines(
+            symbol,
+            interval,
+            start_ms=cursor,
+            end_ms=end_ms - 1,
+            limit=feed.max_klines_per_request,
+        )
+        page = [k for k in page if cursor <= k.ts_ms < end_ms]
+        done += 1
+        progress(f"{feed.venue} bars", min(done, pages), pages)
+        if not page:
+            break  # the venue has nothing more in range (listing start, or a gap at the end)
+        out.extend(page)
+        cursor = page[-1].ts_ms + step
+    return out
+
+
+async def fetch_open_interest(
+    feed: RestFeed,
+    symbol: str,
+    period: str,
+    start_ms: int,
+    end_ms: int,
+    progress: Progress = _no_progress,
+) -> list[OpenInterest]:
+    """Open-interest samples stamped in [start_ms, end_ms], oldest first."""
+    step = interval_ms(period)
+    pages = max(1, -(-(end_ms - start_ms) // (step * feed.max_oi_per_request)))
+    out: list[OpenInterest] = []
+    cursor, done = start_ms, 0
+    while cursor <= end_ms:
+        page = await feed.open_interest_hist(
+            symbol, period, start_ms=cursor, end_ms=end_ms, limit=feed.max_oi_per_request
+        )
+        page = [p for p in page if cursor <= p.ts_ms <= end_ms]
+        done += 1
+        progress(f"{feed.venue} open interest", min(done, pages), pages)
+        if not page:
+            break
+        out.extend(page)
+        cursor = page[-1].ts_ms + step
+    return out
+
+
+def join_bars(klines: list[Kline], oi: list[OpenInterest], step_ms: int) -> Bars:
+    """Canonical bars: each bar's ``oi_usd`` is the OI sample at its close.
+
+    A venue stamps an OI sample at the end of its period, which is the close of the bar that
+    opened one interval earlier; the latest sample at or before the close, if no older than one
+    interval, stands in when the exact one is missing. Bars with no OI are dropped, since a
+    map cannot use them (this trims the start when a venue keeps less OI history than bars).
+    """
+    if not klines:
+        raise DataError("the venue returned no bars for that range")
+    ts = np.array([k.ts_ms for k in klines], dtype=np.int64)
+    oi_ts = np.array([p.ts_ms for p in oi], dtype=np.int64)
+    oi_usd = np.array([p.oi_usd for p in oi], dtype=np.float64)
+    close_at = ts + step_ms
+    idx = np.searchsorted(oi_ts, close_at, side="right") - 1
+    found = idx >= 0
+    safe = np.where(found, idx, 0)
+    fresh = found & (close_at - oi_ts[safe] < step_ms) if oi_ts.size else found & False
+    keep = np.flatnonzero(fresh)
+    if keep.size == 0:
+        raise DataError("no open-interest samples line up with the bars; a map needs OI")
+
+    def col(get: Callable[[Kline], float | None]) -> np.ndarray:
+        return np.array([np.nan if (v := get(klines[i])) is None else v for i in keep])
+
+    return make_bars(
+        ts=ts[keep],
+        open=col(lambda k: k.open),
+        high=col(lambda k: k.high),
+        low=col(lambda k: k.low),
+        close=col(lambda k: k.close),
+        oi_usd=oi_usd[safe[keep]],
+        volume_usd=col(lambda k: k.volume_usd),
+        taker_buy_usd=col(lambda k: k.taker_buy_usd),
+    )
+
+
+async def backfill(
+    feed: RestFeed,
+    symbol: str,
+    interval: str,
+    start_ms: int,
+    end_ms: int,
+    progress: Progress = _no_progress,
+) -> Bars:
+    """Bars opened in [start_ms, end_ms) with their open interest, from one venue."""
+    step = interval_ms(interval)
+    klines = await fetch_klines(feed, symbol, interval, start_ms, end_ms, progress)
+    oi = await fetch_open_interest(feed, symbol, interval, start_ms + step, end_ms, progress)
+    return join_bars(klines, oi, step)
+
+
+@dataclass
+class IncrementalPoller:
+    """Per-tick polling that fetches only what is new since the last tick.
+
+    Keeps the open time of the last closed bar it returned per (venue, symbol, interval) and asks
+    the venue for bars after it; the still-forming bar is never returned, so a bar is delivered
+    exactly once, complete.
+    """
+
+    first_fetch_bars: int = 500
+    _last: dict[tuple[str, str, str], int] = field(default_factory=dict)
+
+    async def poll(self, feed: RestFeed, symbol: str, interval: str, now_ms: int) -> list[Kline]:
+        step = interval_ms(interval)
+        key = (feed.venue, symbol, interval)
+        closed_before = now_ms // step * step  # bars opened before this have closed
+        last = self._last.get(key)
+        start = closed_before - self.first_fetch_bars * step if last is None else last + step
+        if start >= closed_before:
+            return []
+        new = await fetch_klines(feed, symbol, interval, start, closed_before)
+        if new:
+            self._last[key] = new[-1].ts_ms
+        return new
+
+    def last_bar_ms(self, venue: str, symbol: str, interval: str) -> int | None:
+        return self._last.get((venue, symbol, interval))
