@@ -17,6 +17,7 @@ from core.bars import Bars, make_bars
 from core.durations import parse_duration_ms
 from core.errors import DataError, InputError
 from core.feeds.base import RestFeed
+from core.feeds.staleness import Freshness
 from core.feeds.types import Kline, OpenInterest
 
 # (what, pages done, pages expected): progress for a person watching a long backfill.
@@ -171,3 +172,15 @@ class IncrementalPoller:
 
     def last_bar_ms(self, venue: str, symbol: str, interval: str) -> int | None:
         return self._last.get((venue, symbol, interval))
+
+    def freshness(self, venue: str, symbol: str, interval: str) -> Freshness:
+        """How fresh the series is: updated at the close of the last bar it delivered.
+
+        Past two intervals without a new closed bar the series is stale, and snapshots built
+        from it say so.
+        """
+        step = interval_ms(interval)
+        last = self._last.get((venue, symbol, interval))
+        return Freshness(
+            f"{venue}:{symbol}:klines:{interval}", step, None if last is None else last + step
+        )
