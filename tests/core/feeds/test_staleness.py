@@ -14,7 +14,8 @@ MIN = 60_000
     ("last", "now", "stale", "text"),
     [
         (None, 10 * MIN, True, "no data yet"),
-        (0, 5 * MIN, False, "fresh (300s old)"),
+        (0, 5 * MIN, False, "fresh (5m old)"),
+        (0, 90_000, False, "fresh (90s old)"),
         (0, 10 * MIN, False, "fresh (10m old)"),  # exactly two intervals: still fresh
         (0, 10 * MIN + 1, True, "STALE (10m old, expected every 5m)"),
         (0, 3 * 3_600_000, True, "STALE (3h old, expected every 5m)"),
