@@ -28,7 +28,7 @@ from matplotlib.ticker import Formatter, MaxNLocator
 from core.errors import InputError
 from core.liqmap import Cluster, FloatArray, LiqMap
 
-__all__ = ["chart_title", "compact_usd", "render_liqmap_png", "tier_color"]
+__all__ = ["chart_title", "compact_usd", "render_liqmap_png", "tier_color", "tier_label"]
 
 # 1280x720 px: 16:9 fills a phone screen turned sideways. At 150 dpi a 12 pt label is 25 px tall,
 # still legible when Telegram shrinks the picture to the width of a chat bubble.
@@ -64,6 +64,15 @@ def tier_color(leverage: float) -> str:
     rgb = np.array([[int(c[i : i + 2], 16) for i in (1, 3, 5)] for _, c in _TIER_ANCHORS])
     x = math.log(max(leverage, 1.0001))
     return "#" + "".join(f"{round(float(np.interp(x, xs, rgb[:, k]))):02x}" for k in range(3))
+
+
+def tier_label(leverage: float) -> str:
+    """'25x' for a leverage tier; 'n/a' for a tier of unknown leverage.
+
+    A map whose source gives no leverage (CoinGlass's aggregated map and heatmap) puts its mass
+    on one tier labelled 0.0 (``core.feeds.coinglass.UNKNOWN_LEVERAGE``), which is no leverage.
+    """
+    return f"{leverage:g}x" if math.isfinite(leverage) and leverage > 0 else "n/a"
 
 
 def compact_usd(value: float, step: float | None = None, *, compact_from: float = 1e3) -> str:
@@ -314,7 +323,7 @@ def _legends(fig: Figure, leverages: Sequence[float], colors: list[str]) -> None
         borderaxespad=0.0,
         labelspacing=0.3,
     )
-    tiers = [Patch(color=c, label=f"{lev:g}x") for lev, c in zip(leverages, colors, strict=True)]
+    tiers = [Patch(color=c, label=tier_label(v)) for v, c in zip(leverages, colors, strict=True)]
     ncol = max(1, len(tiers) if len(tiers) <= 6 else math.ceil(len(tiers) / 2))
     fig.legend(handles=tiers, loc="upper left", bbox_to_anchor=(0.085, 0.925), ncol=ncol, **style)
     curves = [
@@ -360,6 +369,15 @@ def render_liqmap_png(
     InputError
         If the price is not a positive number or ``range_pct`` is not positive.
     """
+    buf = io.BytesIO()
+    _liqmap_figure(m, clusters, range_pct, title_time).savefig(buf, format="png")
+    return buf.getvalue()
+
+
+def _liqmap_figure(
+    m: LiqMap, clusters: Sequence[Cluster], range_pct: float, title_time: str | None
+) -> Figure:
+    """The chart of :func:`render_liqmap_png` as a Figure (drawn, not yet saved)."""
     if not (math.isfinite(m.price) and m.price > 0):
         raise InputError(f"cannot chart a map whose price is {m.price!r}")
     w = m.window(range_pct)
@@ -403,7 +421,4 @@ def render_liqmap_png(
     _price_marker(ax, m.price)
     _legends(fig, w.leverages, colors)
     _title(fig, chart_title(m, title_time))
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    return buf.getvalue()
+    return fig

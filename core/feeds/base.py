@@ -23,6 +23,9 @@ class StreamStatus:
     events: int
     dropped_frames: int  # frames rejected as malformed
     last_error: str | None
+    filtered_frames: int = 0  # valid frames with nothing for us (acks, pongs, other markets)
+    skipped: int = 0  # events the venue sent that could not be read without guessing
+    subscribed: bool = False  # the current connection's subscription is in place
 
 
 class RestFeed(Protocol):

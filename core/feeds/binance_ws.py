@@ -16,7 +16,9 @@ Connection upkeep:
 * 24-hour rollover: Binance closes a connection after 24 h. We close it ourselves after
   ``max_connection_age_s`` (23 h 50 min) and reconnect at once, without backoff.
 * Any other disconnect or error: reconnect with exponential backoff and jitter; the backoff
-  resets once a connection has delivered a frame.
+  resets once a connection has delivered a frame (``healthy_after_s``: or stayed up that long).
+
+The loop itself, its counters and ``aclose()`` are the shared ones of :mod:`core.feeds.ws`.
 
 Binance pushes at most one liquidation per symbol per second, so the events are a lower bound
 of what was liquidated (DESIGN §4.2).
@@ -25,23 +27,22 @@ of what was liquidated (DESIGN §4.2).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from typing import Any, Literal
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, ClassVar, Literal
 
 import orjson
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidURI
+from websockets.exceptions import InvalidURI
 from websockets.uri import parse_uri
 
 from core.errors import InputError
-from core.feeds.base import StreamStatus
 from core.feeds.errors import JunkResponse
+from core.feeds.parse import MAX_MS, MIN_MS
 from core.feeds.symbols import base_of, venue_symbol
 from core.feeds.types import LiqEvent, Side, Venue
+from core.feeds.ws import Frame, WsLiquidationStream, error_text
 
 BINANCE_WS_URL = "wss://fstream.binance.com/market"
 MAX_CONNECTION_AGE_S = 23 * 3600 + 50 * 60  # Binance ends every connection at 24 h
@@ -49,7 +50,6 @@ MAX_STREAMS = 1024  # per connection
 
 VENUE: Venue = "binance"
 _SIDES: dict[Any, Side] = {"SELL": "long", "BUY": "short"}  # forced SELL closes a long
-_MIN_MS, _MAX_MS = 946_684_800_000, 4_102_444_800_000
 _INF = float("inf")
 _loads = orjson.loads
 
@@ -101,7 +101,7 @@ def parse_force_order(frame: bytes | str) -> LiqEvent | None:
         if not price > 0:
             price = float(o["p"])
         ts = o["T"]
-        if type(ts) is not int or not _MIN_MS <= ts < _MAX_MS:
+        if type(ts) is not int or not MIN_MS <= ts < MAX_MS:
             raise ValueError(f"o.T is not epoch milliseconds: {ts!r:.40}")
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise JunkResponse(VENUE, f"forceOrder frame: {_diagnose(event, exc)}") from None
@@ -139,7 +139,7 @@ def _diagnose(event: Any, exc: BaseException) -> str:
             return problem
     if "T" not in o:
         return "missing field o.T"
-    return _error_text(exc) if not isinstance(exc, ValueError) else str(exc)
+    return error_text(exc) if not isinstance(exc, ValueError) else str(exc)
 
 
 def _number_problem(o: dict[str, Any], primary: str, fallback: str) -> str | None:
@@ -176,15 +176,18 @@ def stream_names(symbols: Sequence[str] | None) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-class BinanceLiquidationStream:
+class BinanceLiquidationStream(WsLiquidationStream):
     """Binance forced liquidations as LiqEvents (a :class:`~core.feeds.base.LiquidationStream`).
 
-    ``events()`` connects, parses, and reconnects until :meth:`aclose`. ``clock`` (epoch
-    seconds) stamps the status and ages the connection; ``sleep`` and ``rng`` drive the
-    backoff, so tests control time.
+    ``events()`` connects, parses, and reconnects until :meth:`aclose` (the shared loop of
+    :mod:`core.feeds.ws`). ``ping_interval_s`` / ``ping_timeout_s`` are the websockets library's
+    keepalive (None: off); the subscription is in the URL, so nothing is sent on connect.
     """
 
     venue: Venue = VENUE
+    silence_text: ClassVar[str] = "silent for {s:g}s; reconnecting"
+    dropped_text: ClassVar[str] = "dropped a frame: {exc}"
+    rollover_reason: ClassVar[str] = "24h rollover"
 
     def __init__(
         self,
@@ -195,6 +198,7 @@ class BinanceLiquidationStream:
         max_connection_age_s: float = MAX_CONNECTION_AGE_S,
         backoff_base_s: float = 1.0,
         backoff_max_s: float = 60.0,
+        healthy_after_s: float | None = None,
         open_timeout_s: float = 10.0,
         close_timeout_s: float = 2.0,
         ping_interval_s: float | None = 20.0,
@@ -204,171 +208,30 @@ class BinanceLiquidationStream:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rng: random.Random | None = None,
     ) -> None:
-        self.url = f"{base_url.rstrip('/')}/stream?streams={'/'.join(stream_names(symbols))}"
+        url = f"{base_url.rstrip('/')}/stream?streams={'/'.join(stream_names(symbols))}"
         try:
-            parse_uri(self.url)
+            parse_uri(url)
         except InvalidURI as exc:
             raise InputError(f"base_url is not a websocket URL: {base_url!r} ({exc})") from None
-        if silence_timeout_s <= 0 or max_connection_age_s <= 0:
-            raise InputError("silence_timeout_s and max_connection_age_s must be positive")
+        super().__init__(
+            url,
+            silence_timeout_s=silence_timeout_s,
+            ping_interval_s=ping_interval_s,
+            pong_timeout_s=ping_timeout_s,
+            backoff_base_s=backoff_base_s,
+            backoff_max_s=backoff_max_s,
+            healthy_after_s=healthy_after_s,
+            open_timeout_s=open_timeout_s,
+            close_timeout_s=close_timeout_s,
+            max_connection_age_s=max_connection_age_s,
+            clock=clock,
+            sleep=sleep,
+            rng=rng,
+            proxy=proxy,
+        )
         self.silence_timeout_s = silence_timeout_s
         self.max_connection_age_s = max_connection_age_s
-        self._backoff = (backoff_base_s, backoff_max_s)
-        self._connect_options: dict[str, Any] = {
-            "open_timeout": open_timeout_s,
-            "close_timeout": close_timeout_s,
-            "ping_interval": ping_interval_s,
-            "ping_timeout": ping_timeout_s,
-            "proxy": proxy,
-            "max_size": 2**20,
-        }
-        self._clock = clock
-        self._sleep = sleep
-        self._rng = rng or random.Random()
-        self._closed = asyncio.Event()
-        self._ws: ClientConnection | None = None
-        self._running = False
-        self._connects = 0
-        self._events = 0
-        self._dropped = 0
-        self.filtered_frames = 0  # valid frames with nothing for us (COIN-M, USDC, acks)
-        self._last_message_ms: int | None = None
-        self._last_event_ms: int | None = None
-        self._last_error: str | None = None
 
-    def status(self) -> StreamStatus:
-        return StreamStatus(
-            venue=VENUE,
-            url=self.url,
-            connected=self._ws is not None,
-            connects=self._connects,
-            last_message_ms=self._last_message_ms,
-            last_event_ms=self._last_event_ms,
-            events=self._events,
-            dropped_frames=self._dropped,
-            last_error=self._last_error,
-        )
-
-    async def aclose(self) -> None:
-        """End ``events()``: closes the connection and wakes any backoff wait."""
-        self._closed.set()
-        ws = self._ws
-        if ws is not None:
-            await ws.close()
-
-    async def events(self) -> AsyncIterator[LiqEvent]:
-        """Liquidations as they come, across reconnects, until :meth:`aclose`. One consumer."""
-        if self._running:
-            raise RuntimeError("events() is already being iterated; the stream has one consumer")
-        self._running = True
-        attempt = 0  # consecutive connections that failed before their first frame
-        ws: ClientConnection | None = None
-        born, healthy = 0.0, False
-        try:
-            while not self._closed.is_set():
-                if ws is None:
-                    ws = await self._open()
-                    if ws is None:
-                        await self._until_closed(self._sleep(self._delay(attempt)))
-                        attempt += 1
-                        continue
-                    born, healthy = self._clock(), False
-                age_left = self.max_connection_age_s - (self._clock() - born)
-                if age_left <= 0:  # the 24-hour rollover: reconnect now, no backoff
-                    await self._drop(ws, "24h rollover")
-                    ws = None
-                    continue
-                try:
-                    async with asyncio.timeout(min(self.silence_timeout_s, age_left)):
-                        frame = await ws.recv(decode=False)
-                except TimeoutError:
-                    if age_left <= self.silence_timeout_s:  # the age ran out, not the patience
-                        await self._drop(ws, "24h rollover")
-                        ws = None
-                        continue
-                    failure = f"silent for {self.silence_timeout_s:g}s; reconnecting"
-                except ConnectionClosed as exc:
-                    failure = f"connection closed ({_error_text(exc)})"
-                except Exception as exc:
-                    failure = f"receive failed: {_error_text(exc)}"
-                else:
-                    healthy = True
-                    event = self._accept(frame)
-                    if event is not None:
-                        yield event
-                    continue
-                await self._drop(ws, "reconnecting")
-                ws = None
-                if self._closed.is_set():
-                    break
-                self._last_error = failure
-                attempt = 0 if healthy else attempt
-                await self._until_closed(self._sleep(self._delay(attempt)))
-                attempt += 1
-        finally:
-            self._running = False
-            if ws is not None:
-                await self._drop(ws, "stream closed")
-
-    async def _open(self) -> ClientConnection | None:
-        """A new connection; None when it failed (last_error says why) or aclose() came."""
-        try:
-            ws: ClientConnection | None = await self._until_closed(
-                connect(self.url, **self._connect_options)
-            )
-        except Exception as exc:  # DNS, refused, TLS, HTTP 4xx/5xx, handshake timeout, ...
-            self._last_error = f"connect failed: {_error_text(exc)}"
-            return None
-        if ws is not None and self._closed.is_set():  # aclose() raced the handshake
-            await ws.close()
-            return None
-        if ws is not None:
-            self._ws = ws
-            self._connects += 1
-        return ws
-
-    def _accept(self, frame: bytes) -> LiqEvent | None:
-        now_ms = int(self._clock() * 1000)
-        self._last_message_ms = now_ms
-        try:
-            event = parse_force_order(frame)
-        except JunkResponse as exc:
-            self._dropped += 1
-            self._last_error = f"dropped a frame: {exc}"
-            return None
-        if event is None:
-            self.filtered_frames += 1
-            return None
-        self._events += 1
-        self._last_event_ms = now_ms
-        return event
-
-    def _delay(self, attempt: int) -> float:
-        """Exponential backoff with equal jitter: half fixed, half random."""
-        base, cap = self._backoff
-        ceiling = min(cap, base * 2.0 ** min(attempt, 30))
-        return ceiling / 2 + self._rng.uniform(0, ceiling / 2)
-
-    async def _until_closed(self, aw: Awaitable[Any]) -> Any:
-        """Await ``aw`` unless aclose() comes first (then cancel it and return None)."""
-        task = asyncio.ensure_future(aw)
-        closed = asyncio.ensure_future(self._closed.wait())
-        try:
-            await asyncio.wait((task, closed), return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            closed.cancel()
-            if not task.done():  # aclose() came first, or we were cancelled ourselves
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-        return None if task.cancelled() else task.result()
-
-    async def _drop(self, ws: ClientConnection, reason: str) -> None:
-        self._ws = None
-        with contextlib.suppress(Exception):
-            await ws.close(code=1000, reason=reason)
-
-
-def _error_text(exc: BaseException) -> str:
-    text = str(exc)
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    def handle(self, raw: Frame) -> list[LiqEvent]:
+        event = parse_force_order(raw)
+        return [] if event is None else [event]

@@ -28,9 +28,7 @@ is :class:`UnknownSymbol`, 10006/10018 a rate limit, 10016 a server error; the r
 from __future__ import annotations
 
 import asyncio
-import itertools
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -46,6 +44,7 @@ from core.feeds.errors import (
     VenueError,
 )
 from core.feeds.http import Clock, HttpClient, Sleep, VenueStatus
+from core.feeds.parse import chunks, epoch_ms, finite, funding_per_8h, oldest_first, span
 from core.feeds.symbols import base_of, venue_symbol
 from core.feeds.types import Kline, MarkPrice, OpenInterest, Venue
 
@@ -63,33 +62,9 @@ INTERVALS: dict[str, tuple[str, str | None, int]] = {
     "12h": ("720", None, 43_200_000), "1d": ("D", "1d", 86_400_000),
 }  # fmt: skip
 
-_MIN_MS, _MAX_MS = 946_684_800_000, 4_102_444_800_000  # 2000-01-01 .. 2100-01-01
-_INF = float("inf")
-
 
 def _junk(message: str) -> JunkResponse:
     return JunkResponse(VENUE, message)
-
-
-def _num(value: Any, low: float = -_INF) -> float:
-    """A finite number >= ``low`` sent as a string (or a JSON number)."""
-    cls = value.__class__
-    if cls is not str and cls is not float and cls is not int:
-        raise TypeError(f"expected a number string, got {cls.__name__}")
-    x = float(value)
-    if not low <= x < _INF:
-        raise ValueError(f"out of range: {value!r}")
-    return x
-
-
-def _ms(value: Any) -> int:
-    cls = value.__class__
-    if cls is not str and cls is not int:
-        raise TypeError(f"expected epoch ms, got {cls.__name__}")
-    ms = int(value)
-    if not _MIN_MS <= ms < _MAX_MS:
-        raise ValueError(f"not a plausible epoch-ms timestamp: {value!r}")
-    return ms
 
 
 def error_from_code(code: int, msg: str, what: str) -> FeedError:
@@ -137,14 +112,6 @@ def _list(result: dict[str, Any], what: str) -> list[Any]:
     return rows
 
 
-def _sorted_unique(items: list[Any], what: str) -> list[Any]:
-    items.sort(key=lambda item: item.ts_ms)
-    for prev, cur in itertools.pairwise(items):
-        if prev.ts_ms == cur.ts_ms:
-            raise _junk(f"{what}: timestamp {cur.ts_ms} appears twice")
-    return items
-
-
 def parse_klines(body: Any, symbol: str) -> list[Kline]:
     """A /v5/market/kline answer -> Klines, oldest first (Bybit sends newest first)."""
     out: list[Kline] = []
@@ -152,14 +119,14 @@ def parse_klines(body: Any, symbol: str) -> list[Kline]:
         try:
             if not isinstance(row, list) or len(row) < 7:
                 raise ValueError(f"expected 7 fields, got {row!r:.60}")
-            o, h, lo, c = (_num(row[k], 0.0) for k in (1, 2, 3, 4))
-            ts, turnover = _ms(row[0]), _num(row[6], 0.0)
+            o, h, lo, c = (finite(row[k], 0.0) for k in (1, 2, 3, 4))
+            ts, turnover = epoch_ms(row[0]), finite(row[6], 0.0)
         except (TypeError, ValueError) as exc:
             raise _junk(f"kline[{i}]: {exc}") from None
         if not 0 < lo <= min(o, c) <= max(o, c) <= h:
             raise _junk(f"kline[{i}]: inconsistent OHLC {o}/{h}/{lo}/{c}")
         out.append(Kline(VENUE, symbol, ts, o, h, lo, c, turnover, None))
-    return _sorted_unique(out, "kline")
+    return oldest_first(out, VENUE, "kline")
 
 
 def parse_open_interest_page(body: Any) -> tuple[list[tuple[int, float]], str]:
@@ -168,7 +135,7 @@ def parse_open_interest_page(body: Any) -> tuple[list[tuple[int, float]], str]:
     out: list[tuple[int, float]] = []
     for i, item in enumerate(_list(result, "open-interest")):
         try:
-            out.append((_ms(item["timestamp"]), _num(item["openInterest"], 0.0)))
+            out.append((epoch_ms(item["timestamp"]), finite(item["openInterest"], 0.0)))
         except (KeyError, TypeError, ValueError) as exc:
             raise _junk(f"open-interest[{i}]: bad or missing field {exc}") from None
     out.sort()
@@ -188,18 +155,18 @@ def parse_ticker_item(item: Any, symbol: str, ts_ms: int) -> tuple[MarkPrice, Op
     try:
         if item["symbol"] != inst:
             raise ValueError(f"answered for {item['symbol']!r}, asked for {inst}")
-        mark = _num(item["markPrice"], 0.0)
-        index = _num(item["indexPrice"], 0.0) if item.get("indexPrice") else None
-        rate = _num(item["fundingRate"]) if item.get("fundingRate") not in (None, "") else None
-        hours = _num(item.get("fundingIntervalHour") or 8, 1.0)
+        mark = finite(item["markPrice"], 0.0)
+        index = finite(item["indexPrice"], 0.0) if item.get("indexPrice") else None
+        rate = finite(item["fundingRate"]) if item.get("fundingRate") not in (None, "") else None
+        hours = finite(item.get("fundingIntervalHour") or 8, 1.0)
+        funding = None if rate is None else funding_per_8h(rate, hours)
         nxt = item.get("nextFundingTime")
-        next_ms = _ms(nxt) if nxt not in (None, "", "0", 0) else None
-        oi, oi_usd = _num(item["openInterest"], 0.0), _num(item["openInterestValue"], 0.0)
+        next_ms = epoch_ms(nxt) if nxt not in (None, "", "0", 0) else None
+        oi, oi_usd = finite(item["openInterest"], 0.0), finite(item["openInterestValue"], 0.0)
     except (KeyError, TypeError, ValueError) as exc:
         raise _junk(f"tickers {inst}: bad or missing field {exc}") from None
     if mark <= 0:
         raise _junk(f"tickers {inst}: markPrice is not positive")
-    funding = None if rate is None else rate * 8.0 / hours
     return (
         MarkPrice(VENUE, symbol, ts_ms, mark, index, funding, next_ms),
         OpenInterest(VENUE, symbol, ts_ms, oi, oi_usd),
@@ -214,43 +181,10 @@ def parse_tickers(body: Any, symbol: str) -> tuple[MarkPrice, OpenInterest]:
     if not rows:
         raise UnknownSymbol(VENUE, f"tickers has no row for {venue_symbol(symbol, VENUE)}")
     try:
-        ts = _ms(body["time"])
+        ts = epoch_ms(body["time"])
     except (KeyError, TypeError, ValueError) as exc:
         raise _junk(f"tickers: bad or missing 'time' ({exc})") from None
     return parse_ticker_item(rows[0], symbol, ts)
-
-
-def span(
-    now_ms: int,
-    step_ms: int,
-    start_ms: int | None,
-    end_ms: int | None,
-    limit: int | None,
-    default_limit: int,
-) -> tuple[int, int]:
-    """Open times [first, last] asked for: the latest ``limit`` bars up to ``end_ms``, or
-    with a start, bars from ``start_ms`` on (at most ``limit``, Binance's semantics)."""
-    if limit is not None and limit < 1:
-        raise InputError(f"limit must be at least 1, got {limit}")
-    if start_ms is not None and end_ms is not None and start_ms > end_ms:
-        raise InputError(f"start {start_ms} is after end {end_ms}")
-    last = now_ms // step_ms * step_ms
-    if end_ms is not None:
-        last = min(last, end_ms // step_ms * step_ms)
-    if start_ms is None:
-        return last - ((limit or default_limit) - 1) * step_ms, last
-    first = -(-start_ms // step_ms) * step_ms
-    if limit is not None:
-        last = min(last, first + (limit - 1) * step_ms)
-    return first, last
-
-
-def _chunks(lo: int, hi: int, step_ms: int, size: int) -> Iterator[tuple[int, int]]:
-    """[lo, hi] split into ranges of at most ``size`` bars, newest first."""
-    while hi >= lo:
-        start = max(lo, hi - (size - 1) * step_ms)
-        yield start, hi
-        hi = start - step_ms
 
 
 def _interval(interval: str, *, oi: bool = False) -> tuple[str, str | None, int]:
@@ -322,22 +256,20 @@ class BybitRest:
         base = base_of(symbol)
         code, _, step = _interval(interval)
         now = self._now_ms()
-        # A bar is closed once its interval has passed: the last one opened a step ago.
-        newest = now - step if closed_only else now
-        first, last = span(newest, step, start_ms, end_ms, limit, MAX_KLINES)
+        first, last = span(now, step, start_ms, end_ms, limit, MAX_KLINES, closed_only=closed_only)
         params: dict[str, str | int | float] = {
             "category": "linear",
             "symbol": venue_symbol(base, VENUE),
             "interval": code,
         }
         out: list[Kline] = []
-        for a, b in _chunks(first, last, step, MAX_KLINES):
+        for a, b in chunks(first, last, step, MAX_KLINES):
             params.update(start=a, end=b, limit=(b - a) // step + 1)
             page = parse_klines(await self._get("/v5/market/kline", params), base)
             if not page:
                 break  # older than the listing: older ranges are empty too
             out.extend(k for k in page if a <= k.ts_ms <= b)
-        return _sorted_unique(out, "kline")
+        return oldest_first(out, VENUE, "kline")
 
     async def open_interest_hist(
         self,

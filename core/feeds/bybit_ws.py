@@ -11,7 +11,8 @@ used; such a frame is rejected rather than read with other semantics.
 Keepalive is ``{"op":"ping"}`` every 20 s; the pong is ``{"success":true,"ret_msg":"pong",
 "op":"ping",..}``. A failed subscription (``{"success":false,"ret_msg":"Invalid topic: .."}``)
 is counted in :attr:`BybitLiquidationStream.subscribe_failures` and shown as the status error;
-it is not retried on the same connection, since asking again gets the same answer.
+it is not retried on the same connection, since asking again gets the same answer. Reconnects,
+backoff and counters are the shared loop's (:mod:`core.feeds.ws`).
 """
 
 from __future__ import annotations
@@ -21,28 +22,18 @@ from typing import Any, ClassVar, Unpack
 
 import orjson
 
-from core.feeds.bybit import VENUE, _ms
+from core.feeds.bybit import VENUE
 from core.feeds.errors import JunkResponse
-from core.feeds.okx_ws import Frame, WsLiquidationStream, WsOptions
+from core.feeds.parse import epoch_ms, positive
 from core.feeds.symbols import base_of, venue_symbol
 from core.feeds.types import LiqEvent, Side, Venue
+from core.feeds.ws import Frame, WsLiquidationStream, WsOptions, frame_text
 
 BYBIT_WS_URL = "wss://stream.bybit.com/v5/public/linear"
 TOPIC_PREFIX = "allLiquidation."
 PING = orjson.dumps({"op": "ping"}).decode()
 
 _SIDES: dict[str, Side] = {"Buy": "long", "Sell": "short"}  # the position's side
-_INF = float("inf")
-
-
-def _pos(value: Any) -> float:
-    cls = value.__class__
-    if cls is not str and cls is not float and cls is not int:
-        raise TypeError(f"expected a number string, got {cls.__name__}")
-    x = float(value)
-    if not 0.0 < x < _INF:
-        raise ValueError(f"not a positive finite number: {value!r}")
-    return x
 
 
 def parse_all_liquidation(data: Any, instruments: Mapping[str, str]) -> list[LiqEvent]:
@@ -61,9 +52,9 @@ def parse_all_liquidation(data: Any, instruments: Mapping[str, str]) -> list[Liq
             if base is None:
                 continue
             side = _SIDES[d["S"]]
-            price = _pos(d["p"])
-            qty = _pos(d["v"])
-            append(LiqEvent(VENUE, base, side, price, qty, price * qty, _ms(d["T"])))
+            price = positive(d["p"])
+            qty = positive(d["v"])
+            append(LiqEvent(VENUE, base, side, price, qty, price * qty, epoch_ms(d["T"])))
     except (KeyError, TypeError, ValueError) as exc:
         raise JunkResponse(
             VENUE, f"allLiquidation: malformed item ({type(exc).__name__}: {exc})"
@@ -102,9 +93,9 @@ class BybitLiquidationStream(WsLiquidationStream):
         try:
             msg = orjson.loads(raw)
         except orjson.JSONDecodeError:
-            raise JunkResponse(VENUE, f"frame is not JSON: {raw[:60]!r}") from None
+            raise JunkResponse(VENUE, f"frame is not JSON: {frame_text(raw)}") from None
         if msg.__class__ is not dict:
-            raise JunkResponse(VENUE, f"frame is not a JSON object: {raw[:60]!r}")
+            raise JunkResponse(VENUE, f"frame is not a JSON object: {frame_text(raw)}")
         topic = msg.get("topic")
         if topic is not None:
             if topic.__class__ is not str or not topic.startswith(TOPIC_PREFIX):
@@ -115,7 +106,9 @@ class BybitLiquidationStream(WsLiquidationStream):
             if msg.get("success") is not True:
                 self.subscribe_failures += 1
                 self._last_error = f"subscribe failed: {msg.get('ret_msg')}"
+            else:
+                self.mark_subscribed()
             return []
         if op in ("ping", "pong"):
             return []
-        raise JunkResponse(VENUE, f"unexpected frame: {raw[:60]!r}")
+        raise JunkResponse(VENUE, f"unexpected frame: {frame_text(raw)}")

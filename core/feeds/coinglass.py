@@ -1,8 +1,8 @@
 """CoinGlass API v4 (paid key) -> ETF flows (:class:`EtfFlows`) and liquidation maps (LiqMap).
 
-The key goes in the ``CG-API-KEY`` header and never into a message. Answers are ``{"code": "0",
-"msg": ..., "data": ...}`` with a *string* code; any other code is a :class:`VenueError` (or
-:class:`RateLimited` for "429").
+The key goes in the ``CG-API-KEY`` header and never into a message (HttpClient masks it).
+Answers are ``{"code": "0", "msg": ..., "data": ...}`` with a *string* code; any other code is
+a :class:`VenueError` (or :class:`RateLimited` for "429").
 
 ETF flows: ``/api/etf/bitcoin/flow-history`` (US; Hobbyist plan) and ``/api/hk-etf/bitcoin/
 flow-history`` give per day ``timestamp`` (ms, UTC midnight), ``flow_usd`` (the total, USD) and
@@ -48,9 +48,8 @@ from core.errors import DataError, InputError
 from core.etf import EtfFlows
 from core.etf_io import TOTAL_TOLERANCE_MUSD
 from core.feeds.errors import FeedError, JunkResponse, RateLimited, VenueError
-from core.feeds.http import Clock, HttpClient, Sleep
+from core.feeds.http import Clock, Sleep, keyed_client
 from core.feeds.limits import VenueLimits, Window
-from core.feeds.sosovalue import redact
 from core.feeds.symbols import base_of
 from core.liqmap import FloatArray, LiqMap, bin_levels, grid_for
 from core.mapbuild import nice_bin_size
@@ -292,27 +291,27 @@ class CoinGlassClient:
         sleep: Sleep | None = None,
         **options: Any,
     ) -> None:
-        if not api_key or not api_key.strip():
-            raise InputError("CoinGlass needs an API key (the Hobbyist plan covers ETF flows)")
-        self._key = api_key.strip()
         self._clock = clock
-        extra: dict[str, Any] = {} if sleep is None else {"sleep": sleep}
-        self.http = HttpClient(
+        self.http = keyed_client(
             VENUE,
             base_url,
             limits,
-            headers={KEY_HEADER: self._key, "Accept": "application/json"},
+            key_header=KEY_HEADER,
+            api_key=api_key,
+            missing_key="CoinGlass needs an API key (the Hobbyist plan covers ETF flows)",
             error_mapper=coinglass_error,
             transport=transport,
             clock=clock,
-            **extra,
+            sleep=sleep,
             **options,
         )
 
     async def etf_flows(self, market: Literal["us", "hk"] = "us") -> EtfFlows:
         """Daily Bitcoin ETF flows per fund, US$ millions (``market`` "us" or "hk")."""
         path = _ETF_PATHS[market]
-        return parse_etf_flow_history(await self._get(path, {}), source=f"{VENUE} {path}")
+        payload = await self.http.get_json(path, {})
+        with self.http.redacting():
+            return parse_etf_flow_history(payload, source=f"{VENUE} {path}")
 
     async def liquidation_map(
         self,
@@ -335,11 +334,13 @@ class CoinGlassClient:
         else:
             params, path = {"exchange": _name(exchange), "symbol": pair}, "map"
             venue = f"coinglass:{exchange.lower()}"
-        payload = await self._get(f"/api/futures/liquidation/{path}", {**params, "range": range_})
+        url = f"/api/futures/liquidation/{path}"
+        payload = await self.http.get_json(url, {**params, "range": range_})
         now_ms = int(self._clock() * 1000)
-        return parse_liquidation_map(
-            payload, price=price, symbol=base, venue=venue, ts_ms=now_ms, bin_size=bin_size
-        )
+        with self.http.redacting():
+            return parse_liquidation_map(
+                payload, price=price, symbol=base, venue=venue, ts_ms=now_ms, bin_size=bin_size
+            )
 
     async def liquidation_heatmap(
         self,
@@ -354,17 +355,15 @@ class CoinGlassClient:
         _check(range_, HEATMAP_RANGES, "range")
         _check(str(model), ("1", "2", "3"), "model")
         params = {"exchange": _name(exchange), "symbol": _name(pair), "range": range_}
-        payload = await self._get(f"/api/futures/liquidation/heatmap/model{model}", params)
-        return parse_liquidation_heatmap(
-            payload, symbol=base_of(pair), venue=f"coinglass:{exchange.lower()}", bin_size=bin_size
-        )
+        payload = await self.http.get_json(f"/api/futures/liquidation/heatmap/model{model}", params)
+        venue = f"coinglass:{exchange.lower()}"
+        with self.http.redacting():
+            return parse_liquidation_heatmap(
+                payload, symbol=base_of(pair), venue=venue, bin_size=bin_size
+            )
 
     async def aclose(self) -> None:
         await self.http.aclose()
-
-    async def _get(self, path: str, params: Mapping[str, str]) -> Any:
-        with redact(self._key):
-            return await self.http.get_json(path, params)
 
 
 def _check(value: str, allowed: tuple[str, ...], what: str) -> None:

@@ -13,7 +13,7 @@ a number, a date listed twice, a row whose width differs from the header's.
 
 Farside often answers 403 to non-browser clients, so :func:`farside_client` sends browser-like
 headers (any can be overridden), and HttpClient opens the circuit on a 403 so we do not hammer it.
-Its budget is one page a minute.
+Its budget is one page a minute. The page is fetched with :meth:`HttpClient.get_text`.
 """
 
 from __future__ import annotations
@@ -154,14 +154,14 @@ def farside_client(
     clock: Clock = time.time,
     sleep: Sleep | None = None,
     **options: Any,
-) -> PageClient:
-    """A :class:`PageClient` for the Farside page at ``url``, with browser-like headers.
+) -> HttpClient:
+    """An :class:`HttpClient` for the Farside page at ``url``, with browser-like headers.
 
     ``headers`` are merged over :data:`BROWSER_HEADERS`; ``options`` go to :class:`HttpClient`
     (timeouts, retries, ...).
     """
     extra: dict[str, Any] = {} if sleep is None else {"sleep": sleep}
-    return PageClient(
+    return HttpClient(
         VENUE,
         url,
         limits,
@@ -173,7 +173,7 @@ def farside_client(
     )
 
 
-async def fetch_farside(http: PageClient, path: str = "/") -> EtfFlows:
+async def fetch_farside(http: HttpClient, path: str = "/") -> EtfFlows:
     """GET the page ``path`` under the client's base URL and parse it.
 
     Raises the client's :class:`FeedError` (403 opens the circuit; see HttpClient), or
@@ -181,29 +181,6 @@ async def fetch_farside(http: PageClient, path: str = "/") -> EtfFlows:
     """
     html = await http.get_text(path)
     return parse_farside_html(html, source=f"{http.base_url}/{path.lstrip('/')}")
-
-
-class PageClient(HttpClient):
-    """An :class:`HttpClient` whose good answers are text (an HTML page), not JSON.
-
-    HttpClient speaks JSON only; this overrides its one classification hook for 2xx answers and
-    keeps everything else (budget, retries, 429 and 403 handling). It should become
-    ``HttpClient.get_text`` in the shared layer.
-    """
-
-    async def get_text(self, path: str) -> str:
-        body = await self.get_json(path)
-        if not isinstance(body, str):  # pragma: no cover - _classify returns text for 2xx
-            raise JunkResponse(self.venue, f"{path} answered with no text")
-        return body
-
-    def _classify(self, response: httpx.Response, path: str) -> Any:
-        if 200 <= response.status_code < 300:
-            text = response.text
-            if not text.strip():
-                return JunkResponse(self.venue, f"{path} answered with an empty page")
-            return text
-        return super()._classify(response, path)
 
 
 class _Table:

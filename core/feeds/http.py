@@ -11,8 +11,13 @@
 * Request budgets per venue (``limits.py``), fed by the venue's own counter where it sends one
   (Binance ``X-MBX-USED-WEIGHT-1M``), so normal operation never reaches a limit. A call never
   waits longer than ``max_wait_s`` for its turn: it raises :class:`RateLimited` instead.
-* A 2xx body is returned parsed, even when it holds an error envelope (OKX, Bybit): the venue
-  layer judges envelopes. A 4xx goes through ``error_mapper``, else becomes :class:`VenueError`.
+* :meth:`HttpClient.get_json` and :meth:`HttpClient.post_json` return a 2xx body parsed, even
+  when it holds an error envelope (OKX, Bybit): the venue layer judges envelopes.
+  :meth:`HttpClient.get_text` returns it as text (an HTML page), never parsed. A 4xx goes
+  through ``error_mapper``, else becomes :class:`VenueError`.
+* ``secret_headers`` (an API key's header): their values are masked as ``***`` in every error
+  the client builds (a venue echoing the key in an error body included), and in any error raised
+  inside :meth:`HttpClient.redacting`, for the venue layer's own parsing of 2xx bodies.
 * :meth:`HttpClient.status` is what ``/status`` shows for the venue.
 
 The clock, the sleep and the transport are injectable, so tests run against a local server or
@@ -23,18 +28,25 @@ pass (advance a fake clock by the seconds asked), as a real sleep does.
 from __future__ import annotations
 
 import asyncio
-import email.utils
-import math
+import contextlib
 import random
-import re
 import time
-from collections.abc import Awaitable, Callable, Collection, Mapping
+from collections.abc import Awaitable, Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
-import orjson
 
+from core.errors import InputError
+from core.feeds.answers import (
+    JUNK,
+    banned_until,
+    code_and_message,
+    parse_body,
+    redact,
+    redact_error,
+    retry_after,
+)
 from core.feeds.errors import (
     Banned,
     CircuitOpen,
@@ -48,10 +60,10 @@ from core.feeds.limits import Budget, VenueLimits
 
 Clock = Callable[[], float]  # seconds since the epoch
 Sleep = Callable[[float], Awaitable[None]]
+Params = Mapping[str, str | int | float] | None
 # Maps a non-2xx answer (status, parsed body or None) to the venue's own error, or None.
 ErrorMapper = Callable[[int, Any], FeedError | None]
 
-_BANNED_UNTIL = re.compile(r"banned until (\d{10,13})")
 _BAN_REASONS = {
     418: "IP banned for ignoring rate limits",
     403: "forbidden: IP ban or firewall",
@@ -77,7 +89,7 @@ class VenueStatus:
 
 
 class HttpClient:
-    """GET JSON from one venue, politely and resiliently."""
+    """GET (and POST) one venue's JSON or pages, politely and resiliently."""
 
     def __init__(
         self,
@@ -98,6 +110,7 @@ class HttpClient:
         rng: random.Random | None = None,
         error_mapper: ErrorMapper | None = None,
         headers: Mapping[str, str] | None = None,
+        secret_headers: Collection[str] = (),
     ) -> None:
         self.venue = venue
         self.base_url = base_url.rstrip("/")
@@ -107,6 +120,8 @@ class HttpClient:
             transport=transport,
             headers={"User-Agent": "liqbot/0.1", **(headers or {})},
         )
+        values = {self._client.headers.get(name, "") for name in secret_headers} - {""}
+        self._secrets = sorted(values, key=len, reverse=True)  # longest first: no partial masks
         self._budget = Budget(limits)
         self._max_retries = max_retries
         self._backoff_base = backoff_base_s
@@ -167,11 +182,7 @@ class HttpClient:
         )
 
     async def get_json(
-        self,
-        path: str,
-        params: Mapping[str, str | int | float] | None = None,
-        *,
-        costs: Mapping[str, float] | None = None,
+        self, path: str, params: Params = None, *, costs: Mapping[str, float] | None = None
     ) -> Any:
         """The parsed JSON body of ``GET path``; raises a :class:`FeedError` subclass.
 
@@ -179,6 +190,52 @@ class HttpClient:
         (for Binance, ``{"weight": 5}``); the default is one unit in every window. A window
         the venue does not have is a programming error (ValueError).
         """
+        return await self._call("GET", path, params, None, costs, as_text=False)
+
+    async def get_text(
+        self, path: str, params: Params = None, *, costs: Mapping[str, float] | None = None
+    ) -> str:
+        """The body of ``GET path`` as text (an HTML page, say), not parsed as JSON.
+
+        Budgets, retries, 429 and bans as :meth:`get_json`; an empty 2xx body is a
+        :class:`JunkResponse`. Error answers are still read as JSON for ``error_mapper``.
+        """
+        return str(await self._call("GET", path, params, None, costs, as_text=True))
+
+    async def post_json(
+        self, path: str, json_body: Any, *, costs: Mapping[str, float] | None = None
+    ) -> Any:
+        """The parsed JSON body of ``POST path`` with ``json_body`` as its JSON payload.
+
+        For read-only query endpoints that take a POST (SoSoValue v2): it is retried exactly as
+        :meth:`get_json`, so never use it for a request that must not run twice.
+        """
+        return await self._call("POST", path, None, json_body, costs, as_text=False)
+
+    def redact(self, text: str) -> str:
+        """``text`` with every secret header value replaced by ``***``."""
+        return redact(text, self._secrets)
+
+    @contextlib.contextmanager
+    def redacting(self) -> Iterator[None]:
+        """Re-raise any error raised inside with the secret header values masked."""
+        try:
+            yield
+        except Exception as exc:
+            if redact_error(exc, self._secrets):
+                raise exc from None
+            raise
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        params: Params,
+        json_body: Any,
+        costs: Mapping[str, float] | None,
+        *,
+        as_text: bool,
+    ) -> Any:
         spend = (
             dict(costs) if costs is not None else dict.fromkeys(self._budget.limits.windows, 1.0)
         )
@@ -187,7 +244,7 @@ class HttpClient:
         while True:
             probe = await self._wait_turn(spend)
             try:
-                result = await self._attempt(path, params)
+                result = await self._attempt(method, path, params, json_body, as_text)
             finally:
                 if probe:
                     self._probing = False
@@ -240,18 +297,25 @@ class HttpClient:
                 )
             await self._sleep(wait)
 
-    async def _attempt(self, path: str, params: Mapping[str, str | int | float] | None) -> Any:
-        """One request: the parsed body, or the FeedError it amounts to (returned, not raised)."""
+    async def _attempt(
+        self, method: str, path: str, params: Params, json_body: Any, as_text: bool
+    ) -> Any:
+        """One request: the body, or the FeedError it amounts to (returned, not raised)."""
         try:
-            response = await self._client.get(path, params=params)
+            response = await self._client.request(method, path, params=params, json=json_body)
         except httpx.TimeoutException:
             return FeedUnavailable(self.venue, f"timed out on {path}")
         except httpx.DecodingError as exc:
-            return JunkResponse(self.venue, f"{path} sent an undecodable body: {exc}")
+            return self._masked(JunkResponse(self.venue, f"{path} sent an undecodable body: {exc}"))
         except httpx.RequestError as exc:
             return FeedUnavailable(self.venue, f"network error on {path}: {type(exc).__name__}")
         self._observe(response)
-        return self._classify(response, path)
+        result = self._classify(response, path, as_text)
+        return self._masked(result) if isinstance(result, FeedError) else result
+
+    def _masked(self, error: FeedError) -> FeedError:
+        redact_error(error, self._secrets)
+        return error
 
     def _observe(self, response: httpx.Response) -> None:
         used = response.headers.get("X-MBX-USED-WEIGHT-1M")
@@ -262,33 +326,38 @@ class HttpClient:
                 return
             self._budget.observe_used("weight", self._clock(), figure)
 
-    def _classify(self, response: httpx.Response, path: str) -> Any:
-        """The parsed body of a good answer, or the FeedError it amounts to."""
+    def _classify(self, response: httpx.Response, path: str, as_text: bool) -> Any:
+        """The body of a good answer (parsed, or text), or the FeedError it amounts to."""
         status = response.status_code
-        body = _parse(response.content)
+        if as_text and 200 <= status < 300:
+            text = response.text
+            if not text.strip():
+                return JunkResponse(self.venue, f"{path} answered with an empty page")
+            return text
+        body = parse_body(response.content)
         if 200 <= status < 300:
-            if body is _JUNK:
+            if body is JUNK:
                 snippet = response.content[:60].decode("utf-8", "replace")
                 return JunkResponse(self.venue, f"{path} answered with invalid JSON: {snippet!r}")
             return body
-        parsed = None if body is _JUNK else body
+        parsed = None if body is JUNK else body
         if status == 429:
             return self._rate_limited(response, parsed, path)
         if status in self._ban_statuses:
             return self._open_circuit(status, response)
         if status >= 500 or status == 408:
-            after = _retry_after(response, None, self._clock())
+            after = retry_after(response, None, self._clock())
             if after is not None:
                 self._slow_until = max(self._slow_until, self._clock() + after)
             return FeedUnavailable(self.venue, f"{path} answered HTTP {status}")
         mapped = self._map_error(status, parsed) if self._map_error else None
         if mapped is not None:
             return mapped
-        code, msg = _code_msg(parsed)
+        code, msg = code_and_message(parsed)
         return VenueError(self.venue, f"{path} answered HTTP {status}: {msg or 'no message'}", code)
 
     def _rate_limited(self, response: httpx.Response, body: Any, path: str) -> RateLimited:
-        after = _retry_after(response, body, self._clock())
+        after = retry_after(response, body, self._clock())
         if after is None:
             after = min(self._backoff_max, _THROTTLE_FIRST_S * 2**self._throttled)
         after = max(after, self._backoff_base)  # "Retry-After: 0" must not become a hammer
@@ -298,12 +367,9 @@ class HttpClient:
 
     def _open_circuit(self, status: int, response: httpx.Response) -> Banned:
         now = self._clock()
-        candidates = []
-        match = _BANNED_UNTIL.search(response.content[:2000].decode("utf-8", "replace"))
-        if match:
-            stamp = int(match.group(1))
-            candidates.append(stamp / 1000 if stamp > 10**11 else float(stamp))
-        after = _retry_after(response, None, now)
+        stamp = banned_until(response)
+        candidates = [] if stamp is None else [stamp]
+        after = retry_after(response, None, now)
         if after is not None:
             candidates.append(now + after)
         if not candidates:
@@ -346,50 +412,27 @@ class HttpClient:
         return None  # bans, venue errors and junk are not fixed by asking again at once
 
 
-_JUNK = object()
-
-
-def _parse(content: bytes) -> Any:
-    if not content:
-        return _JUNK
-    try:
-        return orjson.loads(content)
-    except orjson.JSONDecodeError:
-        return _JUNK
-
-
-def _retry_after(response: httpx.Response, body: Any, now: float) -> float | None:
-    """Seconds the venue asked us to wait: Retry-After (seconds or HTTP date), else the body's
-    ``retry_after`` (top level or under ``details``, as SoSoValue sends it)."""
-    raw = response.headers.get("Retry-After")
-    if raw is not None:
-        try:
-            return _seconds(float(raw))
-        except ValueError:
-            pass
-        try:
-            when = email.utils.parsedate_to_datetime(raw)
-        except (TypeError, ValueError):
-            return None
-        return max(when.timestamp() - now, 0.0)
-    if isinstance(body, dict):
-        details = body.get("details")
-        value = body.get("retry_after")
-        if value is None and isinstance(details, dict):
-            value = details.get("retry_after")
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return _seconds(float(value))
-    return None
-
-
-def _seconds(value: float) -> float | None:
-    return max(value, 0.0) if math.isfinite(value) else None
-
-
-def _code_msg(body: Any) -> tuple[str | int | None, str | None]:
-    """(code, message) from the error bodies the venues send."""
-    if not isinstance(body, dict):
-        return None, None
-    code = body.get("code", body.get("retCode"))
-    msg = body.get("msg", body.get("retMsg", body.get("message")))
-    return code, str(msg) if msg is not None else None
+def keyed_client(
+    venue: str,
+    base_url: str,
+    limits: VenueLimits,
+    *,
+    key_header: str,
+    api_key: str,
+    missing_key: str,
+    error_mapper: ErrorMapper,
+    sleep: Sleep | None = None,
+    **options: Any,
+) -> HttpClient:
+    """An HttpClient for a keyed JSON API: ``api_key`` goes in ``key_header`` and is masked in
+    every error message. A blank key is refused up front with InputError(``missing_key``)."""
+    key = (api_key or "").strip()
+    if not key:
+        raise InputError(missing_key)
+    if sleep is not None:
+        options["sleep"] = sleep
+    headers = {key_header: key, "Accept": "application/json"}
+    return HttpClient(
+        venue, base_url, limits, headers=headers, secret_headers=(key_header,),
+        error_mapper=error_mapper, **options,
+    )  # fmt: skip

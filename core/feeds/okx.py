@@ -32,9 +32,7 @@ OKX documents raise :class:`JunkResponse`; nothing half-parsed comes back.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -50,7 +48,8 @@ from core.feeds.errors import (
     VenueError,
 )
 from core.feeds.http import Clock, HttpClient, Sleep, VenueStatus
-from core.feeds.okx_ws import _ms, _pos, parse_liquidation_data
+from core.feeds.okx_ws import parse_liquidation_data
+from core.feeds.parse import chunks, epoch_ms, non_negative, oldest_first, positive, span
 from core.feeds.symbols import base_of, venue_symbol
 from core.feeds.types import Kline, LiqEvent, OpenInterest, Venue
 
@@ -71,23 +70,12 @@ BARS: dict[str, tuple[str, int]] = {
     "12h": ("12Hutc", 43_200_000), "1d": ("1Dutc", 86_400_000),
 }  # fmt: skip
 
-_INF = float("inf")
 _RATE_LIMIT_CODES = frozenset({"50011", "50061"})
 _BUSY_CODES = frozenset({"50001", "50013", "50026"})
 
 
 def _junk(message: str) -> JunkResponse:
     return JunkResponse(VENUE, message)
-
-
-def _nonneg(value: Any) -> float:
-    cls = value.__class__
-    if cls is not str and cls is not float and cls is not int:
-        raise TypeError(f"expected a number string, got {cls.__name__}")
-    x = float(value)
-    if not 0.0 <= x < _INF:
-        raise ValueError(f"not a finite number >= 0: {value!r}")
-    return x
 
 
 def error_from_code(code: str, msg: str, what: str) -> FeedError:
@@ -124,14 +112,6 @@ def unwrap(body: Any, what: str) -> list[Any]:
     return data
 
 
-def _sorted_unique(items: list[Any], what: str) -> list[Any]:
-    items.sort(key=lambda item: item.ts_ms)
-    for prev, cur in itertools.pairwise(items):
-        if prev.ts_ms == cur.ts_ms:
-            raise _junk(f"{what}: timestamp {cur.ts_ms} appears twice")
-    return items
-
-
 def parse_candles(data: list[Any], symbol: str, *, closed_only: bool = False) -> list[Kline]:
     """Candle rows ``[ts,o,h,l,c,vol,volCcy,volCcyQuote,confirm]`` -> Klines, oldest first.
 
@@ -144,9 +124,9 @@ def parse_candles(data: list[Any], symbol: str, *, closed_only: bool = False) ->
         try:
             if not isinstance(row, list) or len(row) < 8:
                 raise ValueError(f"expected a list of 9 fields, got {row!r:.60}")
-            o, h, lo, c = _pos(row[1]), _pos(row[2]), _pos(row[3]), _pos(row[4])
-            vol, quote = _nonneg(row[5]), _nonneg(row[7])
-            ts = _ms(row[0])
+            o, h, lo, c = positive(row[1]), positive(row[2]), positive(row[3]), positive(row[4])
+            vol, quote = non_negative(row[5]), non_negative(row[7])
+            ts = epoch_ms(row[0])
         except (TypeError, ValueError) as exc:
             raise _junk(f"candles[{i}]: {exc}") from None
         if not lo <= min(o, c) <= max(o, c) <= h:
@@ -155,7 +135,7 @@ def parse_candles(data: list[Any], symbol: str, *, closed_only: bool = False) ->
             continue
         volume_usd = quote if quote > 0 or vol == 0 else float("nan")
         out.append(Kline(VENUE, symbol, ts, o, h, lo, c, volume_usd, None))
-    return _sorted_unique(out, "candles")
+    return oldest_first(out, VENUE, "candles")
 
 
 def parse_open_interest_history(data: list[Any], symbol: str) -> list[OpenInterest]:
@@ -165,10 +145,14 @@ def parse_open_interest_history(data: list[Any], symbol: str) -> list[OpenIntere
         try:
             if not isinstance(row, list) or len(row) < 4:
                 raise ValueError(f"expected [ts, oi, oiCcy, oiUsd], got {row!r:.60}")
-            out.append(OpenInterest(VENUE, symbol, _ms(row[0]), _nonneg(row[2]), _nonneg(row[3])))
+            out.append(
+                OpenInterest(
+                    VENUE, symbol, epoch_ms(row[0]), non_negative(row[2]), non_negative(row[3])
+                )
+            )
         except (TypeError, ValueError) as exc:
             raise _junk(f"open-interest-history[{i}]: {exc}") from None
-    return _sorted_unique(out, "open-interest-history")
+    return oldest_first(out, VENUE, "open-interest-history")
 
 
 def parse_open_interest(data: list[Any], symbol: str) -> OpenInterest:
@@ -177,7 +161,11 @@ def parse_open_interest(data: list[Any], symbol: str) -> OpenInterest:
     for item in data:
         if isinstance(item, dict) and item.get("instId") == inst:
             try:
-                ts, base, usd = _ms(item["ts"]), _nonneg(item["oiCcy"]), _nonneg(item["oiUsd"])
+                ts, base, usd = (
+                    epoch_ms(item["ts"]),
+                    non_negative(item["oiCcy"]),
+                    non_negative(item["oiUsd"]),
+                )
             except (KeyError, TypeError, ValueError) as exc:
                 raise _junk(f"open-interest {inst}: bad or missing field {exc}") from None
             return OpenInterest(VENUE, symbol, ts, base, usd)
@@ -204,47 +192,11 @@ def parse_contract_values(data: list[Any]) -> dict[str, float]:
         ):
             continue
         try:
-            mult = _pos(item["ctMult"]) if item.get("ctMult") not in (None, "") else 1.0
-            out[inst] = _pos(item["ctVal"]) * mult
+            mult = positive(item["ctMult"]) if item.get("ctMult") not in (None, "") else 1.0
+            out[inst] = positive(item["ctVal"]) * mult
         except (KeyError, TypeError, ValueError) as exc:
             raise _junk(f"instruments[{i}] {inst}: bad contract value ({exc})") from None
     return out
-
-
-def _chunks(lo: int, hi: int, step_ms: int, size: int) -> Iterator[tuple[int, int]]:
-    """[lo, hi] split into ranges of at most ``size`` bars, newest first."""
-    while hi >= lo:
-        start = max(lo, hi - (size - 1) * step_ms)
-        yield start, hi
-        hi = start - step_ms
-
-
-def span(
-    now_ms: int,
-    step_ms: int,
-    start_ms: int | None,
-    end_ms: int | None,
-    limit: int | None,
-    default_limit: int,
-) -> tuple[int, int]:
-    """Open times [first, last] of the bars a klines/OI call asks for.
-
-    No start: the latest ``limit`` bars up to ``end_ms`` (default now). With a start: bars
-    from ``start_ms`` on, at most ``limit`` of them when given (Binance's semantics).
-    """
-    if limit is not None and limit < 1:
-        raise InputError(f"limit must be at least 1, got {limit}")
-    if start_ms is not None and end_ms is not None and start_ms > end_ms:
-        raise InputError(f"start {start_ms} is after end {end_ms}")
-    last = now_ms // step_ms * step_ms
-    if end_ms is not None:
-        last = min(last, end_ms // step_ms * step_ms)
-    if start_ms is None:
-        return last - ((limit or default_limit) - 1) * step_ms, last
-    first = -(-start_ms // step_ms) * step_ms
-    if limit is not None:
-        last = min(last, first + (limit - 1) * step_ms)
-    return first, last
 
 
 def _bar(interval: str) -> tuple[str, int]:
@@ -314,9 +266,7 @@ class OkxRest:
         base = base_of(symbol)
         bar, step = _bar(interval)
         now = int(self._clock() * 1000)
-        # A bar is closed once its interval has passed: the last one opened a step ago.
-        newest = now - step if closed_only else now
-        first, last = span(newest, step, start_ms, end_ms, limit, MAX_CANDLES)
+        first, last = span(now, step, start_ms, end_ms, limit, MAX_CANDLES, closed_only=closed_only)
         # Leave a margin below the 1,440-bar edge for clock skew between us and OKX.
         edge = now // step * step - (RECENT_BARS - 10) * step
         plan = [
@@ -327,7 +277,7 @@ class OkxRest:
         params: dict[str, str | int | float] = {"instId": venue_symbol(base, VENUE), "bar": bar}
         rows: list[Any] = []
         for path, window, size, lo, hi in plan:
-            for a, b in _chunks(lo, hi, step, size):
+            for a, b in chunks(lo, hi, step, size):
                 params.update(before=a - 1, after=b + 1, limit=(b - a) // step + 1)
                 page = await self._get(path, params, window)
                 if not page and path.endswith("history-candles"):
@@ -351,7 +301,7 @@ class OkxRest:
         first, last = span(int(self._clock() * 1000), step, start_ms, end_ms, limit, MAX_OI_ROWS)
         params: dict[str, str | int | float] = {"instId": venue_symbol(base, VENUE), "period": bar}
         rows: list[Any] = []
-        for a, b in _chunks(first, last, step, MAX_OI_ROWS):
+        for a, b in chunks(first, last, step, MAX_OI_ROWS):
             params.update(begin=a - 1, end=b + 1, limit=(b - a) // step + 1)
             page = await self._get(OI_HISTORY_PATH, params, "rubik")
             if not page:

@@ -8,8 +8,8 @@ header):
 - ``GET /etfs/{ticker}/history`` gives one fund's daily ``net_inflow`` (USD).
 
 The legacy v2 ``POST /openapi/v2/etf/historicalInflowChart`` answers the same rows in camelCase
-under ``data.list``; :func:`parse_summary_history` reads that shape too (fetching it needs a POST,
-which HttpClient does not offer).
+under ``data.list``; :func:`parse_summary_history` reads that shape too (fetch it with
+``HttpClient.post_json``; the client here uses v1).
 
 Shapes tolerated, as the reference lists: a bare array (the docs) or ``{"code": 0, "data": [...]}``
 (the wire); ``data.list`` or ``data``; ``date`` as ``YYYY-MM-DD`` or epoch ms; numbers as JSON
@@ -17,7 +17,8 @@ numbers or numeric strings. Flows are converted from USD to US$ millions.
 
 Errors: ``code`` != 0 (on HTTP 200 or 4xx) becomes :class:`VenueError` carrying the code, or
 :class:`RateLimited` for 42901 / 402901 (``details.retry_after`` seconds). The API key is sent in
-the header only and never appears in a message: errors that would quote it are redacted.
+the header only and never appears in a message: the HttpClient masks it (``secret_headers``) in
+the errors it builds, and :meth:`HttpClient.redacting` in those of the parsers.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import contextlib
 import math
 import re
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -37,7 +38,7 @@ from core.errors import InputError
 from core.etf import EtfFlows
 from core.etf_io import TOTAL_TOLERANCE_MUSD
 from core.feeds.errors import FeedError, JunkResponse, RateLimited, VenueError
-from core.feeds.http import Clock, HttpClient, Sleep
+from core.feeds.http import Clock, Sleep, keyed_client
 from core.feeds.limits import VenueLimits, Window
 
 VENUE = "sosovalue"
@@ -192,19 +193,17 @@ class SoSoValueClient:
         sleep: Sleep | None = None,
         **options: Any,
     ) -> None:
-        if not api_key or not api_key.strip():
-            raise InputError("SoSoValue needs an API key (a free Demo key works)")
-        self._key = api_key.strip()
-        extra: dict[str, Any] = {} if sleep is None else {"sleep": sleep}
-        self.http = HttpClient(
+        self.http = keyed_client(
             VENUE,
             base_url,
             limits,
-            headers={KEY_HEADER: self._key, "Accept": "application/json"},
+            key_header=KEY_HEADER,
+            api_key=api_key,
+            missing_key="SoSoValue needs an API key (a free Demo key works)",
             error_mapper=sosovalue_error,
             transport=transport,
             clock=clock,
-            **extra,
+            sleep=sleep,
             **options,
         )
 
@@ -220,8 +219,8 @@ class SoSoValueClient:
         """Daily totals (US$ millions); ``limit`` at most 300, the API's default is 50."""
         params: dict[str, str | int] = {"symbol": symbol, "country_code": country_code}
         params.update(_range(limit, start_date, end_date))
-        with redact(self._key):
-            payload = await self.http.get_json("/etfs/summary-history", params)
+        payload = await self.http.get_json("/etfs/summary-history", params)
+        with self.http.redacting():
             return parse_summary_history(payload, source=f"{VENUE} summary-history")
 
     async def ticker_history(
@@ -230,10 +229,10 @@ class SoSoValueClient:
         """One fund's daily net inflow, {day: US$ millions}."""
         if not _TICKER.match(ticker):
             raise InputError(f"not an ETF ticker: {ticker[:20]!r} (expected letters, e.g. IBIT)")
-        with redact(self._key):
-            payload = await self.http.get_json(
-                f"/etfs/{ticker}/history", _range(limit, start_date, None)
-            )
+        payload = await self.http.get_json(
+            f"/etfs/{ticker}/history", _range(limit, start_date, None)
+        )
+        with self.http.redacting():
             return parse_ticker_history(payload, ticker)
 
     async def flows(self, tickers: Sequence[str] = (), *, limit: int | None = None) -> EtfFlows:
@@ -244,18 +243,6 @@ class SoSoValueClient:
 
     async def aclose(self) -> None:
         await self.http.aclose()
-
-
-@contextlib.contextmanager
-def redact(secret: str) -> Iterator[None]:
-    """Re-raise any error whose text quotes ``secret`` with the secret masked."""
-    try:
-        yield
-    except Exception as exc:
-        if secret and secret in str(exc):
-            exc.args = tuple(str(a).replace(secret, "***") for a in exc.args) or ("***",)
-            raise exc from None
-        raise
 
 
 def _range(limit: int | None, start: date | None, end: date | None) -> dict[str, str | int]:

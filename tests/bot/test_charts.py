@@ -14,10 +14,12 @@ from bot.charts import (
     MAX_BARS,
     WIDTH_PX,
     _display_bins,
+    _liqmap_figure,
     chart_title,
     compact_usd,
     render_liqmap_png,
     tier_color,
+    tier_label,
 )
 from core.errors import InputError
 from core.liqmap import Cluster, LiqMap
@@ -183,3 +185,17 @@ def test_display_bins_keep_totals_and_cap_the_bar_count() -> None:
     assert long_usd.sum() == pytest.approx(m.long_usd.sum())
     assert np.allclose(short_usd.sum(axis=1), m.short_usd.sum(axis=1))
     assert lefts[0] == m.origin
+
+
+def test_unknown_leverage_tier_is_labelled_na() -> None:
+    """CoinGlass maps without leverage put their mass on tier 0.0: 'n/a' in the legend, not '0x'."""
+    assert tier_label(0.0) == "n/a" and tier_label(float("nan")) == "n/a"
+    assert tier_label(25.0) == "25x" and tier_label(12.5) == "12.5x"
+    for leverages in ((0.0,), (0.0, 25.0, 100.0)):
+        m = make_map(leverages=leverages)
+        fig = _liqmap_figure(m, CLUSTERS, 12.0, None)
+        tiers_legend = fig.legends[0]
+        labels = [t.get_text() for t in tiers_legend.get_texts()]
+        assert labels == [tier_label(lev) for lev in leverages]
+        assert labels[0] == "n/a" and "0x" not in labels
+        assert png_size(render_liqmap_png(m, CLUSTERS)) == (WIDTH_PX, HEIGHT_PX)

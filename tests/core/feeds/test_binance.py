@@ -4,9 +4,7 @@ end to end over httpx.MockTransport (query parameters, weights, errors, status).
 from __future__ import annotations
 
 import copy
-import json
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -41,19 +39,8 @@ OLD_31D = NOW_MS - 31 * DAY_MS
 
 
 @pytest.fixture(scope="session")
-def samples(shared_dir: Path) -> Path:
-    path = shared_dir / "samples"
-    if not path.is_dir():
-        pytest.skip("../shared/samples is absent: the parser tests read the real payloads there")
-    return path
-
-
-@pytest.fixture(scope="session")
-def load(samples: Path) -> Callable[[str], Any]:
-    def read(name: str) -> Any:  # "klines__live" reads binance_klines__live.json
-        return json.loads((samples / f"binance_{name}.json").read_text(encoding="utf-8"))
-
-    return read
+def load(sample: Callable[[str], Any]) -> Callable[[str], Any]:
+    return lambda name: sample(f"binance_{name}")  # "klines__live": binance_klines__live.json
 
 
 def test_klines_live(load: Callable[[str], Any]) -> None:
@@ -105,6 +92,19 @@ def test_premium_index(load: Callable[[str], Any], name: str) -> None:
         "binance", "BTC", p["time"], float(p["markPrice"]), float(p["indexPrice"]),
         float(p["lastFundingRate"]), p["nextFundingTime"],
     )  # fmt: skip
+
+
+def test_premium_index_funding_is_per_8h(load: Callable[[str], Any]) -> None:
+    """lastFundingRate is per funding interval: per 8 h as sent unless the payload names one."""
+    p = load("premiumIndex__live")
+    assert parse_premium_index(p, "BTC").funding_rate == 0.00003858  # BTCUSDT: 8 h already
+    four_hourly = parse_premium_index({**p, "fundingIntervalHours": 4}, "BTC")
+    assert four_hourly.funding_rate == pytest.approx(2 * 0.00003858)
+    assert parse_premium_index({**p, "fundingIntervalHours": "8"}, "BTC").funding_rate == (
+        0.00003858
+    )
+    with pytest.raises(JunkResponse, match="fundingIntervalHours is not positive"):
+        parse_premium_index({**p, "fundingIntervalHours": 0}, "BTC")
 
 
 def test_taker_ratio_docs_unsorted_string_timestamps(load: Callable[[str], Any]) -> None:
@@ -342,16 +342,16 @@ async def test_open_interest_hist_request(load: Callable[[str], Any]) -> None:
 
 
 @pytest.mark.parametrize(
-    ("method", "path", "sample"),
+    ("method", "path", "name"),
     [
         ("taker_ratio", "/futures/data/takerlongshortRatio", "takerlongshortRatio__docs_sdk"),
         ("account_ratio", "/futures/data/globalLongShortAccountRatio", "globalLongShortAccountRatio__live"),  # noqa: E501
     ],
 )  # fmt: skip
 async def test_ratio_requests(
-    load: Callable[[str], Any], method: str, path: str, sample: str
+    load: Callable[[str], Any], method: str, path: str, name: str
 ) -> None:
-    fake = FakeBinance({path: load(sample)})
+    fake = FakeBinance({path: load(name)})
     rest = _client(fake)
     rows = await getattr(rest, method)("BTC", "1h", limit=30)
     assert len(rows) == 1 and fake.params() == {"symbol": "BTCUSDT", "period": "1h", "limit": "30"}

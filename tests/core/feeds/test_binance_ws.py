@@ -7,14 +7,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
-from websockets.asyncio.server import Server, ServerConnection, serve
 
 from core.errors import InputError
 from core.feeds.binance_ws import (
@@ -25,6 +23,8 @@ from core.feeds.binance_ws import (
 )
 from core.feeds.errors import JunkResponse
 from core.feeds.types import LiqEvent
+from tests.fakes.timing import FastSleep, ManualClock
+from tests.fakes.ws_server import FakeWsServer, Script, WsConn, closed_url, play
 
 TS = 1791565602120
 
@@ -166,83 +166,23 @@ def frame(symbol: str = "BTCUSDT", side: str = "SELL", price: str = "100", qty: 
     return orjson.dumps({"stream": "!forceOrder@arr", "data": data})
 
 
-Script = Callable[[ServerConnection], Awaitable[None]]
-
-
-def send(*messages: bytes | str, then: str = "hold") -> Script:
-    """Send ``messages``, then 'hold' the line open, 'close' it, or 'abort' the TCP connection."""
-
-    async def play(ws: ServerConnection) -> None:
-        for message in messages:
-            await ws.send(message)
-        if then == "close":
-            await ws.close()
-        elif then == "abort":
-            ws.transport.abort()
-        else:
-            await ws.wait_closed()
-
-    return play
-
-
-class FakeBinanceWs:
-    """Connection i plays scripts[i] (the last one repeats); records what it saw."""
-
-    def __init__(self, scripts: list[Script]) -> None:
-        self.scripts = scripts
-        self.paths: list[str] = []
-        self.closes: list[tuple[int | None, str | None]] = []
-
-    async def handler(self, ws: ServerConnection) -> None:
-        i = len(self.paths)
-        self.paths.append(ws.request.path if ws.request else "")
-        with contextlib.suppress(Exception):
-            await self.scripts[min(i, len(self.scripts) - 1)](ws)
-        await ws.wait_closed()
-        self.closes.append((ws.close_code, ws.close_reason))
-
-
-class Clock:
-    def __init__(self, now: float = 1_791_565_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
-Start = Callable[..., Awaitable[tuple[FakeBinanceWs, str]]]
+Start = Callable[..., Awaitable[tuple[FakeWsServer, str]]]
 
 
 @pytest.fixture
 async def fake_binance() -> AsyncIterator[Start]:
-    servers: list[Server] = []
+    """Starts a scripted FakeWsServer; returns it and its Binance-style base URL."""
+    async with contextlib.AsyncExitStack() as stack:
 
-    async def start(*scripts: Script) -> tuple[FakeBinanceWs, str]:
-        fake = FakeBinanceWs(list(scripts))
-        server = await serve(fake.handler, "127.0.0.1", 0)
-        servers.append(server)
-        port = server.sockets[0].getsockname()[1]
-        return fake, f"ws://127.0.0.1:{port}/market"
+        async def start(*scripts: Script) -> tuple[FakeWsServer, str]:
+            fake = await stack.enter_async_context(FakeWsServer(*scripts))
+            return fake, f"{fake.url}/market"
 
-    yield start
-    for server in servers:
-        server.close()
-        await server.wait_closed()
-
-
-class Sleeps:
-    """Injected sleep: records the backoff delays and returns at once."""
-
-    def __init__(self) -> None:
-        self.delays: list[float] = []
-
-    async def __call__(self, delay: float) -> None:
-        self.delays.append(delay)
-        await asyncio.sleep(0)
+        yield start
 
 
 def make_stream(url: str, **kwargs: Any) -> BinanceLiquidationStream:
-    kwargs.setdefault("sleep", Sleeps())
+    kwargs.setdefault("sleep", FastSleep())
     return BinanceLiquidationStream(
         base_url=url, proxy=None, rng=random.Random(7), close_timeout_s=1.0, **kwargs
     )
@@ -255,8 +195,8 @@ async def take(events: AsyncIterator[LiqEvent], n: int) -> list[LiqEvent]:
 
 async def test_real_frames_over_a_socket(fake_binance: Start, frames: dict[str, bytes]) -> None:
     names = sorted(EXPECTED)
-    fake, url = await fake_binance(send(*(frames[n] for n in names)))
-    clock = Clock()
+    fake, url = await fake_binance(play(*(frames[n] for n in names)))
+    clock = ManualClock()
     stream = make_stream(url, clock=clock)
     async with contextlib.aclosing(stream.events()) as events:
         assert await take(events, len(names)) == [EXPECTED[n] for n in names]
@@ -270,7 +210,7 @@ async def test_real_frames_over_a_socket(fake_binance: Start, frames: dict[str, 
 
 
 async def test_per_symbol_path(fake_binance: Start) -> None:
-    fake, url = await fake_binance(send(frame("ETHUSDT")))
+    fake, url = await fake_binance(play(frame("ETHUSDT")))
     stream = BinanceLiquidationStream(["eth", "BTC"], base_url=url, proxy=None)
     async with contextlib.aclosing(stream.events()) as events:
         [event] = await take(events, 1)
@@ -281,11 +221,11 @@ async def test_per_symbol_path(fake_binance: Start) -> None:
 
 async def test_reconnects_after_the_server_drops(fake_binance: Start) -> None:
     fake, url = await fake_binance(
-        send(frame(price="1"), frame(price="2"), then="abort"),
-        send(frame(price="3"), then="close"),
-        send(frame(price="4")),
+        play(frame(price="1"), frame(price="2"), then="abort"),
+        play(frame(price="3"), then="close"),
+        play(frame(price="4")),
     )
-    sleeps = Sleeps()
+    sleeps = FastSleep()
     stream = make_stream(url, sleep=sleeps)
     async with contextlib.aclosing(stream.events()) as events:
         assert [e.price for e in await take(events, 4)] == [1.0, 2.0, 3.0, 4.0]
@@ -300,7 +240,7 @@ async def test_reconnects_after_the_server_drops(fake_binance: Start) -> None:
 
 async def test_malformed_frames_are_dropped_and_counted(fake_binance: Start) -> None:
     _, url = await fake_binance(
-        send(
+        play(
             frame(price="1"),
             frame()[:-9],  # truncated (binary frame)
             "[]",  # text frame
@@ -322,9 +262,22 @@ async def test_malformed_frames_are_dropped_and_counted(fake_binance: Start) -> 
     )
 
 
+async def test_status_fields_of_the_shared_loop(fake_binance: Start) -> None:
+    _, url = await fake_binance(play('{"result":null,"id":1}', frame(symbol="BTCUSDC"), frame()))
+    stream = make_stream(url)
+    assert not stream.status().subscribed
+    async with contextlib.aclosing(stream.events()) as events:
+        await take(events, 1)
+        status = stream.status()
+        # The streams are in the URL: a connection is subscribed as soon as it is open.
+        assert status.subscribed and status.filtered_frames == 2 and status.skipped == 0
+    await stream.aclose()
+    assert not stream.status().subscribed
+
+
 async def test_silence_reconnects_with_growing_backoff(fake_binance: Start) -> None:
-    fake, url = await fake_binance(send(), send(), send(frame()))
-    sleeps = Sleeps()
+    fake, url = await fake_binance(play(), play(), play(frame()))
+    sleeps = FastSleep()
     stream = make_stream(url, sleep=sleeps, silence_timeout_s=0.15)
     async with contextlib.aclosing(stream.events()) as events:
         [event] = await take(events, 1)
@@ -340,8 +293,8 @@ async def test_silence_reconnects_with_growing_backoff(fake_binance: Start) -> N
 
 
 async def test_24h_rollover_with_an_injected_clock(fake_binance: Start) -> None:
-    fake, url = await fake_binance(send(frame(price="1"), frame(price="2")), send(frame(price="3")))
-    clock, sleeps = Clock(), Sleeps()
+    fake, url = await fake_binance(play(frame(price="1"), frame(price="2")), play(frame(price="3")))
+    clock, sleeps = ManualClock(), FastSleep()
     stream = make_stream(url, clock=clock, sleep=sleeps)
     async with contextlib.aclosing(stream.events()) as events:
         assert [e.price for e in await take(events, 1)] == [1.0]
@@ -359,8 +312,8 @@ async def test_24h_rollover_with_an_injected_clock(fake_binance: Start) -> None:
 
 async def test_rollover_also_fires_on_a_quiet_connection(fake_binance: Start) -> None:
     """With the real clock: the age limit, not a frame, ends a quiet connection."""
-    fake, url = await fake_binance(send(), send(frame()))
-    sleeps = Sleeps()
+    fake, url = await fake_binance(play(), play(frame()))
+    sleeps = FastSleep()
     stream = make_stream(url, sleep=sleeps, max_connection_age_s=0.15, silence_timeout_s=30)
     async with contextlib.aclosing(stream.events()) as events:
         await take(events, 1)
@@ -371,7 +324,7 @@ async def test_rollover_also_fires_on_a_quiet_connection(fake_binance: Start) ->
 
 
 async def test_one_consumer_only(fake_binance: Start) -> None:
-    _, url = await fake_binance(send(frame()))
+    _, url = await fake_binance(play(frame()))
     stream = make_stream(url)
     async with contextlib.aclosing(stream.events()) as first:
         await take(first, 1)
@@ -383,10 +336,10 @@ async def test_one_consumer_only(fake_binance: Start) -> None:
 async def test_pings_are_answered_by_the_library(fake_binance: Start) -> None:
     latencies: list[float] = []
 
-    async def ping_first(ws: ServerConnection) -> None:
-        pong = await ws.ping(b"binance")
+    async def ping_first(conn: WsConn) -> None:
+        pong = await conn.ws.ping(b"binance")
         latencies.append(await asyncio.wait_for(pong, 2))
-        await send(frame())(ws)
+        await play(frame())(conn)
 
     _, url = await fake_binance(ping_first)
     # Our own keepalive is off: the pong can only be the automatic answer to the server's ping.
@@ -398,7 +351,7 @@ async def test_pings_are_answered_by_the_library(fake_binance: Start) -> None:
 
 
 async def test_aclose_ends_a_waiting_consumer(fake_binance: Start) -> None:
-    _, url = await fake_binance(send())
+    _, url = await fake_binance(play())
     stream = make_stream(url)
     events = stream.events()
     waiting = asyncio.ensure_future(anext(events))
@@ -411,13 +364,6 @@ async def test_aclose_ends_a_waiting_consumer(fake_binance: Start) -> None:
     assert not stream.status().connected and stream.status().last_error is None
 
 
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
-
-
 async def test_connect_failures_back_off_exponentially() -> None:
     stream: BinanceLiquidationStream
 
@@ -427,7 +373,7 @@ async def test_connect_failures_back_off_exponentially() -> None:
             await stream.aclose()
 
     delays: list[float] = []
-    stream = make_stream(f"ws://127.0.0.1:{_closed_port()}/market", sleep=sleep)
+    stream = make_stream(closed_url("/market"), sleep=sleep)
     async with asyncio.timeout(5), contextlib.aclosing(stream.events()) as events:
         with pytest.raises(StopAsyncIteration):
             await anext(events)
@@ -446,7 +392,7 @@ async def test_aclose_interrupts_a_backoff_wait() -> None:
     async def sleep_forever(_: float) -> None:
         await never.wait()
 
-    stream = make_stream(f"ws://127.0.0.1:{_closed_port()}/market", sleep=sleep_forever)
+    stream = make_stream(closed_url("/market"), sleep=sleep_forever)
     waiting = asyncio.ensure_future(anext(stream.events()))
     async with asyncio.timeout(5):
         while stream.status().last_error is None:

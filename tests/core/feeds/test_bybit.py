@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import json
 from collections.abc import AsyncIterator, Callable
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -41,15 +39,8 @@ CURRENT = NOW_MS // HOUR * HOUR
 
 
 @pytest.fixture(scope="session")
-def load(shared_dir: Path) -> Callable[[str], Any]:
-    samples = shared_dir / "samples"
-    if not samples.is_dir():
-        pytest.skip("../shared/samples is absent: the parser tests read the real payloads there")
-
-    def read(name: str) -> Any:  # "kline__docs" reads bybit_kline__docs.json
-        return json.loads((samples / f"bybit_{name}.json").read_text(encoding="utf-8"))
-
-    return read
+def load(sample: Callable[[str], Any]) -> Callable[[str], Any]:
+    return lambda name: sample(f"bybit_{name}")  # "kline__docs" reads bybit_kline__docs.json
 
 
 def test_kline_linear(load: Callable[[str], Any]) -> None:

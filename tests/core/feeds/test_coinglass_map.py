@@ -4,7 +4,6 @@ totals and side split, invariants, junk, and the client over httpx.MockTransport
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -29,17 +28,6 @@ from core.mapbuild import nice_bin_size
 KEY = "cg-secret-key-0123456789"
 NOW_S = 1_791_565_600.0
 META: dict[str, Any] = {"symbol": "BTC", "venue": "coinglass:binance", "ts_ms": 1_791_565_600_000}
-
-
-@pytest.fixture(scope="module")
-def sample(shared_dir: Path) -> Callable[[str], Any]:
-    def load(name: str) -> Any:
-        path = shared_dir / "samples" / f"{name}.json"
-        if not path.is_file():
-            pytest.skip(f"missing samples/{name}.json in ../shared")
-        return orjson.loads(path.read_bytes())
-
-    return load
 
 
 def _envelope(levels: dict[str, Any]) -> dict[str, Any]:

@@ -32,32 +32,16 @@ from core.feeds.sosovalue import (
     with_funds,
 )
 from tests.fakes.http_server import FakeHttpServer, Reply
+from tests.fakes.timing import ManualClock
 
 KEY = "sk-test-5ecret-KEY-do-not-leak"
 T0 = datetime(2026, 1, 14, 9, 0, tzinfo=UTC).timestamp()  # a Wednesday morning, UTC
 DAY_S = 86_400.0
 
 
-@pytest.fixture(scope="module")
-def sample(shared_dir: Path) -> Callable[[str], Any]:
-    def load(name: str) -> Any:
-        path = shared_dir / "samples" / f"{name}.json"
-        if not path.is_file():
-            pytest.skip(f"missing samples/{name}.json in ../shared")
-        return orjson.loads(path.read_bytes())
-
-    return load
-
-
-class FakeClock:
+class FakeClock(ManualClock):
     def __init__(self, now: float = T0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.now += seconds
+        super().__init__(now)
 
 
 class Recorder:

@@ -20,6 +20,7 @@ from core.feeds.farside import (
     parse_farside_html,
 )
 from tests.fakes.http_server import FakeHttpServer, Reply
+from tests.fakes.timing import ManualClock
 
 FIXTURE = Path("samples") / "farside_btc__fixture.html"
 ETF_JSON = Path("data") / "etf" / "btc_etf_flows_farside.json"
@@ -299,15 +300,9 @@ def test_junk_pages(page: str, message: str) -> None:
 # --- the client -------------------------------------------------------------------------------
 
 
-class FakeClock:
+class FakeClock(ManualClock):
     def __init__(self, now: float = 1_783_382_400.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.now += seconds
+        super().__init__(now)
 
 
 async def test_client_fetches_with_browser_headers(fixture_html: str) -> None:

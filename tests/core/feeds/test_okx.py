@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import json
 import math
 from collections.abc import AsyncIterator, Callable
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -33,6 +31,7 @@ from core.feeds.okx import (
 )
 from core.feeds.okx_ws import parse_liquidation_data
 from core.feeds.types import Kline, LiqEvent, OpenInterest
+from tests.fakes.timing import ManualClock
 
 HOUR = 3_600_000
 NOW_MS = 1_791_565_200_000 + 25 * 60_000  # 2026-10-09 06:25 UTC, inside an hourly bar
@@ -42,15 +41,8 @@ BTC = "BTC-USDT-SWAP"
 
 
 @pytest.fixture(scope="session")
-def load(shared_dir: Path) -> Callable[[str], Any]:
-    samples = shared_dir / "samples"
-    if not samples.is_dir():
-        pytest.skip("../shared/samples is absent: the parser tests read the real payloads there")
-
-    def read(name: str) -> Any:  # "candles__docs" reads okx_candles__docs.json
-        return json.loads((samples / f"okx_{name}.json").read_text(encoding="utf-8"))
-
-    return read
+def load(sample: Callable[[str], Any]) -> Callable[[str], Any]:
+    return lambda name: sample(f"okx_{name}")  # "candles__docs" reads okx_candles__docs.json
 
 
 def test_candles_live_newest_first_is_reversed(load: Callable[[str], Any]) -> None:
@@ -275,21 +267,6 @@ def test_span_semantics() -> None:
 # --- OkxRest over MockTransport -----------------------------------------------------------------
 
 
-class FakeTime:
-    """A clock that moves only when the code under test sleeps."""
-
-    def __init__(self, now_ms: int) -> None:
-        self.now = now_ms / 1000
-        self.sleeps: list[float] = []
-
-    def clock(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
-
-
 class FakeOkx:
     """OKX candles/rubik/instruments semantics: newest first, after/before exclusive."""
 
@@ -333,10 +310,8 @@ class FakeOkx:
 
 @contextlib.asynccontextmanager
 async def _rest_ctx(fake: FakeOkx) -> AsyncIterator[OkxRest]:
-    time_ = FakeTime(fake.now_ms)
-    rest = OkxRest(
-        transport=httpx.MockTransport(fake.handler), clock=time_.clock, sleep=time_.sleep
-    )
+    clock = ManualClock(fake.now_ms / 1000)  # moves only when the client sleeps
+    rest = OkxRest(transport=httpx.MockTransport(fake.handler), clock=clock, sleep=clock.sleep)
     try:
         yield rest
     finally:

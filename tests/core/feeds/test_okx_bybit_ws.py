@@ -1,9 +1,10 @@
 """OKX and Bybit liquidation streams against a real local websockets server (DESIGN §9).
 
-Each test runs a ``websockets`` server on 127.0.0.1 port 0 that the test drives frame by frame:
-subscribe messages are checked, real sample frames are sent, connections are dropped, frames
-are malformed, the server goes silent, and the venues' app-level ping/pong is exercised. The
-backoff sleep is injected, so reconnects take no wall time; every wait is bounded.
+Each test runs a ``websockets`` server on 127.0.0.1 port 0 (``tests.fakes.ws_server``) that
+the test drives frame by frame: subscribe messages are checked, real sample frames are sent,
+connections are dropped, frames are malformed, the server goes silent, and the venues' app-level
+ping/pong is exercised. The backoff sleep is injected, so reconnects take no wall time; every
+wait is bounded.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ import asyncio
 import contextlib
 import json
 import random
-import socket
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -20,14 +20,15 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-from websockets.asyncio.server import Server, ServerConnection, serve
-from websockets.exceptions import ConnectionClosed
 
 from core.feeds.bybit_ws import BybitLiquidationStream, parse_all_liquidation
 from core.feeds.errors import JunkResponse
 from core.feeds.okx import OkxRest
-from core.feeds.okx_ws import SUBSCRIBE, OkxLiquidationStream, WsLiquidationStream
+from core.feeds.okx_ws import SUBSCRIBE, OkxLiquidationStream
 from core.feeds.types import LiqEvent
+from core.feeds.ws import WsLiquidationStream
+from tests.fakes.timing import FastSleep
+from tests.fakes.ws_server import FakeWsServer, closed_url
 
 CT = {"BTC-USDT-SWAP": 0.01}
 LIMIT_S = 5.0  # every wait in these tests is bounded by this
@@ -45,70 +46,10 @@ def frame(shared_dir: Path) -> Callable[[str], str]:
     return read
 
 
-class Conn:
-    """One client connection as the server sees it."""
-
-    def __init__(self, ws: ServerConnection) -> None:
-        self.ws = ws
-        self.received: list[str] = []
-        self.inbox: asyncio.Queue[str] = asyncio.Queue()
-
-    async def expect(self) -> str:
-        return await asyncio.wait_for(self.inbox.get(), LIMIT_S)
-
-    async def send(self, *frames: str) -> None:
-        for f in frames:
-            await self.ws.send(f)
-
-
-class FakeVenue:
-    """A websockets server; ``pong`` maps a client ping text to the reply the venue sends."""
-
-    def __init__(self, pong: dict[str, str] | None = None) -> None:
-        self.pong = pong or {}
-        self.conns: asyncio.Queue[Conn] = asyncio.Queue()
-        self.all: list[Conn] = []
-        self.server: Server | None = None
-
-    async def _handler(self, ws: ServerConnection) -> None:
-        conn = Conn(ws)
-        self.all.append(conn)
-        await self.conns.put(conn)
-        with contextlib.suppress(ConnectionClosed):
-            async for message in ws:
-                text = message if isinstance(message, str) else message.decode()
-                conn.received.append(text)
-                if text in self.pong:
-                    await ws.send(self.pong[text])
-                await conn.inbox.put(text)
-
-    async def next_conn(self) -> Conn:
-        return await asyncio.wait_for(self.conns.get(), LIMIT_S)
-
-    @property
-    def url(self) -> str:
-        assert self.server is not None
-        port = self.server.sockets[0].getsockname()[1]
-        return f"ws://127.0.0.1:{port}"
-
-
 @pytest.fixture
-async def venue() -> AsyncIterator[FakeVenue]:
-    fake = FakeVenue()
-    async with serve(fake._handler, "127.0.0.1", 0) as server:
-        fake.server = server
+async def venue() -> AsyncIterator[FakeWsServer]:
+    async with FakeWsServer() as fake:
         yield fake
-
-
-class FastSleep:
-    """Backoff sleeps that take no time, recorded."""
-
-    def __init__(self) -> None:
-        self.delays: list[float] = []
-
-    async def __call__(self, seconds: float) -> None:
-        self.delays.append(seconds)
-        await asyncio.sleep(0)
 
 
 def options(sleep: FastSleep | None = None, **extra: Any) -> dict[str, Any]:
@@ -152,7 +93,7 @@ async def until(condition: Callable[[], bool]) -> None:
 
 
 async def test_okx_subscribe_parse_and_filter(
-    venue: FakeVenue, frame: Callable[[str], str]
+    venue: FakeWsServer, frame: Callable[[str], str]
 ) -> None:
     stream = OkxLiquidationStream(["BTC"], ct_vals=CT, url=venue.url, **options())
     consumer = Consumer(stream)
@@ -183,7 +124,7 @@ async def test_okx_subscribe_parse_and_filter(
 
 
 async def test_okx_all_swaps_skips_unknown_ctval(
-    venue: FakeVenue, frame: Callable[[str], str]
+    venue: FakeWsServer, frame: Callable[[str], str]
 ) -> None:
     stream = OkxLiquidationStream(None, ct_vals=CT, url=venue.url, **options())
     consumer = Consumer(stream)
@@ -198,7 +139,7 @@ async def test_okx_all_swaps_skips_unknown_ctval(
 
 
 async def test_okx_drop_reconnects_and_resubscribes(
-    venue: FakeVenue, frame: Callable[[str], str]
+    venue: FakeWsServer, frame: Callable[[str], str]
 ) -> None:
     sleep = FastSleep()
     stream = OkxLiquidationStream(["BTC"], ct_vals=CT, url=venue.url, **options(sleep))
@@ -207,7 +148,7 @@ async def test_okx_drop_reconnects_and_resubscribes(
     assert await first.expect() == SUBSCRIBE
     await first.send(frame("okx_ws_liquidation_orders__live_btc"))
     await consumer.wait_for(1)
-    first.ws.transport.abort()  # the TCP connection dies without a close frame
+    await first.drop()  # the TCP connection dies without a close frame
     second = await venue.next_conn()
     assert await second.expect() == SUBSCRIBE
     await second.send(frame("okx_ws_liquidation_orders__live_btc"))
@@ -218,7 +159,7 @@ async def test_okx_drop_reconnects_and_resubscribes(
 
 
 async def test_okx_malformed_frames_are_dropped(
-    venue: FakeVenue, frame: Callable[[str], str]
+    venue: FakeWsServer, frame: Callable[[str], str]
 ) -> None:
     stream = OkxLiquidationStream(["BTC"], ct_vals=CT, url=venue.url, **options())
     consumer = Consumer(stream)
@@ -244,7 +185,9 @@ async def test_okx_malformed_frames_are_dropped(
     await consumer.close()
 
 
-async def test_okx_notice_and_error_events(venue: FakeVenue, frame: Callable[[str], str]) -> None:
+async def test_okx_notice_and_error_events(
+    venue: FakeWsServer, frame: Callable[[str], str]
+) -> None:
     stream = OkxLiquidationStream(["BTC"], ct_vals=CT, url=venue.url, **options())
     consumer = Consumer(stream)
     first = await venue.next_conn()
@@ -260,9 +203,7 @@ async def test_okx_notice_and_error_events(venue: FakeVenue, frame: Callable[[st
 
 
 async def test_okx_text_ping_pong_keeps_the_connection() -> None:
-    fake = FakeVenue(pong={"ping": "pong"})
-    async with serve(fake._handler, "127.0.0.1", 0) as server:
-        fake.server = server
+    async with FakeWsServer(pong={"ping": "pong"}) as fake:
         stream = OkxLiquidationStream(
             ["BTC"],
             ct_vals=CT,
@@ -278,7 +219,7 @@ async def test_okx_text_ping_pong_keeps_the_connection() -> None:
         await consumer.close()
 
 
-async def test_okx_missing_pong_reconnects(venue: FakeVenue) -> None:
+async def test_okx_missing_pong_reconnects(venue: FakeWsServer) -> None:
     stream = OkxLiquidationStream(
         ["BTC"],
         ct_vals=CT,
@@ -295,7 +236,7 @@ async def test_okx_missing_pong_reconnects(venue: FakeVenue) -> None:
     await consumer.close()
 
 
-async def test_okx_silence_reconnects(venue: FakeVenue) -> None:
+async def test_okx_silence_reconnects(venue: FakeWsServer) -> None:
     stream = OkxLiquidationStream(
         ["BTC"],
         ct_vals=CT,
@@ -311,7 +252,7 @@ async def test_okx_silence_reconnects(venue: FakeVenue) -> None:
 
 
 async def test_okx_fetches_ctval_through_rest(
-    venue: FakeVenue, frame: Callable[[str], str], shared_dir: Path
+    venue: FakeWsServer, frame: Callable[[str], str], shared_dir: Path
 ) -> None:
     instruments = (shared_dir / "samples" / "okx_instruments_swap__live2022.json").read_bytes()
     calls: list[httpx.Request] = []
@@ -331,6 +272,34 @@ async def test_okx_fetches_ctval_through_rest(
     assert len(calls) == 1 and calls[0].url.params["instType"] == "SWAP"
     await consumer.close()
     await rest.aclose()
+
+
+async def test_okx_status_counts_filtered_skipped_and_subscription(
+    venue: FakeWsServer, frame: Callable[[str], str]
+) -> None:
+    stream = OkxLiquidationStream(None, ct_vals=CT, url=venue.url, **options(ping_interval_s=10.0))
+    consumer = Consumer(stream)
+    conn = await venue.next_conn()
+    await conn.expect()
+    await until(lambda: stream.status().connected)
+    assert not stream.status().subscribed  # sent, not yet confirmed
+    await conn.send(frame("okx_ws_subscribe_ack__docs"))
+    await until(lambda: stream.status().subscribed)
+    await conn.send(
+        frame("okx_ws_liquidation_orders__live_celo"),  # in scope, no ctVal: skipped
+        "garbage",  # dropped
+        frame("okx_ws_liquidation_orders__live_btc"),
+    )
+    await consumer.wait_for(1)
+    status = stream.status()
+    assert (status.filtered_frames, status.skipped, status.dropped_frames) == (2, 1, 1)
+    assert status.skipped == stream.skipped_unknown
+    await conn.drop()
+    second = await venue.next_conn()
+    await second.expect()
+    assert not stream.status().subscribed  # a new connection starts unconfirmed
+    await consumer.close()
+    assert not stream.status().subscribed and not stream.status().connected
 
 
 def test_okx_needs_contract_values() -> None:
@@ -380,7 +349,7 @@ def test_bybit_parser_junk(item: Any) -> None:
 
 
 async def test_bybit_subscribe_ping_and_parse(
-    venue: FakeVenue, frame: Callable[[str], str]
+    venue: FakeWsServer, frame: Callable[[str], str]
 ) -> None:
     venue.pong = {'{"op":"ping"}': frame("bybit_ws_pong_linear__docs")}
     stream = BybitLiquidationStream(["ETH", "btc"], url=venue.url, **options(ping_interval_s=0.05))
@@ -403,7 +372,7 @@ async def test_bybit_subscribe_ping_and_parse(
 
 
 async def test_bybit_subscribe_failure_is_reported(
-    venue: FakeVenue, frame: Callable[[str], str]
+    venue: FakeWsServer, frame: Callable[[str], str]
 ) -> None:
     stream = BybitLiquidationStream(["BTC"], url=venue.url, **options())
     consumer = Consumer(stream)
@@ -416,8 +385,21 @@ async def test_bybit_subscribe_failure_is_reported(
     await consumer.close()
 
 
+async def test_bybit_subscription_ack_sets_subscribed(
+    venue: FakeWsServer, frame: Callable[[str], str]
+) -> None:
+    stream = BybitLiquidationStream(["BTC"], url=venue.url, **options(ping_interval_s=10.0))
+    consumer = Consumer(stream)
+    conn = await venue.next_conn()
+    await conn.expect()
+    await conn.send(frame("bybit_ws_subscribe_ack__nautilus"))
+    await until(lambda: stream.status().subscribed)
+    assert stream.status().filtered_frames == 1 and stream.status().skipped == 0
+    await consumer.close()
+
+
 async def test_bybit_drop_malformed_and_silence(
-    venue: FakeVenue, frame: Callable[[str], str]
+    venue: FakeWsServer, frame: Callable[[str], str]
 ) -> None:
     sleep = FastSleep()
     stream = BybitLiquidationStream(
@@ -434,7 +416,7 @@ async def test_bybit_drop_malformed_and_silence(
     )
     await consumer.wait_for(2)
     assert stream.status().dropped_frames == 3
-    await first.ws.close()  # a clean close is a drop too
+    await first.close()  # a clean close is a drop too
     second = await venue.next_conn()
     assert json.loads(await second.expect())["args"] == ["allLiquidation.BTCUSDT"]
     await second.send(frame("bybit_ws_allLiquidation__live_btc"))
@@ -449,16 +431,9 @@ async def test_bybit_drop_malformed_and_silence(
 # --- the reconnect loop ----------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-    return port
-
-
 async def test_backoff_grows_with_jitter_and_aclose_stops_it() -> None:
     sleep = FastSleep()
-    url = f"ws://127.0.0.1:{_free_port()}"  # nothing listens: every attempt is refused
+    url = closed_url()  # nothing listens: every attempt is refused
     stream = BybitLiquidationStream(
         ["BTC"], url=url, **options(sleep, backoff_base_s=0.5, backoff_max_s=4.0)
     )
@@ -474,14 +449,14 @@ async def test_backoff_grows_with_jitter_and_aclose_stops_it() -> None:
 
 
 async def test_aclose_interrupts_a_long_backoff() -> None:
-    url = f"ws://127.0.0.1:{_free_port()}"
+    url = closed_url()
     stream = OkxLiquidationStream(["BTC"], ct_vals=CT, url=url, proxy=None, backoff_base_s=60.0)
     consumer = Consumer(stream)  # real asyncio.sleep: a 30-60 s wait after the first refusal
     await until(lambda: stream.status().last_error is not None)
     await consumer.close()  # returns at once, not after the backoff
 
 
-async def test_events_cannot_be_iterated_twice(venue: FakeVenue) -> None:
+async def test_events_cannot_be_iterated_twice(venue: FakeWsServer) -> None:
     stream = OkxLiquidationStream(["BTC"], ct_vals=CT, url=venue.url, **options())
     consumer = Consumer(stream)
     await (await venue.next_conn()).expect()

@@ -1,0 +1,42 @@
+"""Injectable time for the feed tests: a clock the test (or a sleep) moves, a sleep that records.
+
+``ManualClock(now=...)``
+    ``clock()`` returns ``now`` (epoch seconds) until the test moves it (``clock.now += 60``) or
+    the code under test calls ``await clock.sleep(s)``, which records ``s`` in ``sleeps``, moves
+    ``now`` forward by it and yields to the loop once: waits take no wall time but let the clock
+    pass, as a real sleep does.
+``FastSleep()``
+    An async ``sleep(seconds)`` that records ``seconds`` in ``delays`` and yields once, leaving
+    every clock alone: backoffs take no time and can be asserted on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+
+class ManualClock:
+    """Epoch seconds that move only when the test moves them or the code under test sleeps."""
+
+    def __init__(self, now: float = 1_791_565_000.0) -> None:
+        self.now = now
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+        await asyncio.sleep(0)
+
+
+class FastSleep:
+    """Backoff sleeps that take no time, recorded in ``delays``."""
+
+    def __init__(self) -> None:
+        self.delays: list[float] = []
+
+    async def __call__(self, seconds: float) -> None:
+        self.delays.append(seconds)
+        await asyncio.sleep(0)
