@@ -82,8 +82,7 @@ def run(args: argparse.Namespace) -> int:
     step = interval_ms(args.interval)
     end = args.end if args.end is not None else int(time.time() * 1000)
     end = end // step * step  # only closed bars
-    # Binance keeps exactly 30 days of OI: start one bar later so the oldest sample exists.
-    start = end - args.days * 86_400_000 + step
+    start = end - args.days * 86_400_000
     progress = ProgressLine(sys.stderr, enabled=not args.quiet)
     feed = make_rest_feed(args.venue, settings.feeds)
 

@@ -18,6 +18,8 @@ class ProgressLine:
         self._tty = enabled and stream.isatty()
         self._width = width
         self._drawn = False
+        # A stage not yet reported complete (non-TTY): (its name, its last line).
+        self._pending: tuple[str, str] | None = None
 
     def update(self, what: str, done: int, total: int) -> None:
         if not self._enabled:
@@ -29,12 +31,22 @@ class ProgressLine:
         if self._tty:
             self._stream.write("\r" + line)
             self._drawn = True
-        elif done >= total:
-            self._stream.write(line + "\n")
+        else:
+            # A stage may end early (an empty page); report it when the next one starts.
+            if self._pending is not None and self._pending[0] != what:
+                self._stream.write(self._pending[1] + "\n")
+            self._pending = None
+            if done >= total:
+                self._stream.write(line + "\n")
+            else:
+                self._pending = (what, line)
         self._stream.flush()
 
     def done(self) -> None:
         if self._drawn:
             self._stream.write("\n")
-            self._stream.flush()
             self._drawn = False
+        if self._pending is not None:
+            self._stream.write(self._pending[1] + "\n")
+            self._pending = None
+        self._stream.flush()

@@ -16,7 +16,7 @@ import numpy as np
 from core.bars import Bars, make_bars
 from core.durations import parse_duration_ms
 from core.errors import DataError, InputError
-from core.feeds.base import RestFeed
+from core.feeds.base import LimitedOiHistory, RestFeed
 from core.feeds.staleness import Freshness
 from core.feeds.types import Kline, OpenInterest
 
@@ -141,7 +141,17 @@ async def backfill(
     """Bars opened in [start_ms, end_ms) with their open interest, from one venue."""
     step = interval_ms(interval)
     klines = await fetch_klines(feed, symbol, interval, start_ms, end_ms, progress)
-    oi = await fetch_open_interest(feed, symbol, interval, start_ms + step, end_ms, progress)
+    oi_start = start_ms + step
+    if isinstance(feed, LimitedOiHistory):
+        # Binance serves 30 days of OI: ask only for what exists (one bar of slack for the
+        # clock moving on); join_bars then drops the older bars, which cannot have OI.
+        oldest = feed.oi_history_start_ms() + step
+        oi_start = max(oi_start, -(-oldest // step) * step)
+        if oi_start > end_ms:
+            raise DataError(
+                f"{feed.venue} keeps no open interest for that range; try a later --end"
+            )
+    oi = await fetch_open_interest(feed, symbol, interval, oi_start, end_ms, progress)
     return join_bars(klines, oi, step)
 
 

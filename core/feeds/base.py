@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from core.feeds.http import VenueStatus
 from core.feeds.types import Kline, LiqEvent, OpenInterest, Venue
@@ -64,6 +64,15 @@ class RestFeed(Protocol):
     def status(self) -> VenueStatus: ...
 
     async def aclose(self) -> None: ...
+
+
+@runtime_checkable
+class LimitedOiHistory(Protocol):
+    """Optional capability of a RestFeed whose open-interest history only reaches back so far."""
+
+    def oi_history_start_ms(self) -> int:
+        """The oldest timestamp the venue serves OI history for, now."""
+        ...
 
 
 class LiquidationStream(Protocol):

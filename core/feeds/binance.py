@@ -147,6 +147,10 @@ class BinanceRest:
             error_mapper=map_http_error,
         )
 
+    def oi_history_start_ms(self) -> int:
+        """The oldest time /futures/data/* serves now (see :class:`LimitedOiHistory`)."""
+        return int(self._clock() * 1000) - STATS_HISTORY_MS
+
     def status(self) -> VenueStatus:
         return self._http.status()
 

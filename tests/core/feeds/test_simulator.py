@@ -136,7 +136,8 @@ def _check_invariants(market: SimulatedMarket) -> None:
             assert (b.open[1:] == b.close[:-1]).all()  # each venue opens at its own last close
             assert ((b.taker_buy_usd >= 0) & (b.taker_buy_usd <= b.volume_usd)).all()
             events = [e for e in market.events_between(venue, 0, 2**62) if e.symbol == symbol]
-            bar = (np.array([e.ts_ms for e in events]) - b.ts[0]) // step
+            # dtype given: with no events an empty array would default to float64.
+            bar = (np.array([e.ts_ms for e in events], dtype=np.int64) - b.ts[0]) // step
             for side, col in (("long", b.liq_long_usd), ("short", b.liq_short_usd)):
                 mine = np.array([e.side == side for e in events], dtype=bool)
                 usd = np.bincount(bar[mine], [e.usd for e in events if e.side == side], len(b))
