@@ -8,13 +8,15 @@ the z-score and reversals with their leading funds. ``--json`` prints the same a
 from __future__ import annotations
 
 import argparse
+import asyncio
 import math
+import os
 import sys
 from datetime import date
 from typing import Any
 
 from bot.cli_common import emit_json, fmt_usd, iso_date, positive_float
-from core.config import load_settings
+from core.config import EtfSourceSettings, load_settings
 from core.errors import InputError
 from core.etf import EtfFlows
 from core.etf_io import load_flows
@@ -48,9 +50,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument(
         "--flows",
-        required=True,
         metavar="FILE",
-        help="daily flows per fund, JSON ({'days': [...]}) or CSV (date,IBIT,...,total_musd)",
+        help="daily flows per fund, JSON ({'days': [...]}) or CSV (date,IBIT,...,total_musd); "
+        "without it, flows come from config.yaml's feeds.etf source (Farside by default, "
+        "needs internet), cached per day",
     )
     p.add_argument(
         "--until",
@@ -91,15 +94,19 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Load, analyse and print; bad input raises :class:`core.errors.InputError`."""
-    flows = load_flows(args.flows)
+    settings = load_settings(args.config)
+    if args.flows is not None:
+        flows, origin = load_flows(args.flows), args.flows
+    else:
+        flows, origin = _fetch_configured(settings.feeds.etf)
     until: date | None = args.until
     if until is not None:
         if until < flows.first_date:
             raise InputError(
-                f"--until {until} is before the first day in {args.flows} ({flows.first_date})"
+                f"--until {until} is before the first day in {origin} ({flows.first_date})"
             )
         flows = flows.until(until)
-    cfg = load_settings(args.config).etf
+    cfg = settings.etf
     rule = ReversalRule(
         min_days=args.min_days or cfg.reversal_min_streak_days,
         min_sum_musd=args.min_sum or cfg.reversal_min_streak_musd,
@@ -110,10 +117,38 @@ def run(args: argparse.Namespace) -> int:
     for note in flows.notes:
         print(f"note: {note}", file=sys.stderr)
     if args.json:
-        emit_json(_as_json(flows, rows, report, args.flows))
+        emit_json(_as_json(flows, rows, report, origin))
     else:
-        sys.stdout.write(_as_text(flows, rows, report, args.flows))
+        sys.stdout.write(_as_text(flows, rows, report, origin))
     return 0
+
+
+def _fetch_configured(cfg: EtfSourceSettings) -> tuple[EtfFlows, str]:
+    """Flows from the configured source through the per-day cache; keys from the environment."""
+    from core.feeds.etf_feed import KEY_ENV, EtfFeed
+
+    feed = EtfFeed.create(
+        cfg.source,
+        cfg.cache_dir,
+        file=cfg.file,
+        farside_url=cfg.farside_url,
+        sosovalue_key=os.environ.get(KEY_ENV["sosovalue"]),
+        coinglass_key=os.environ.get(KEY_ENV["coinglass"]),
+    )
+
+    async def fetch() -> EtfFlows:
+        try:
+            snap = await feed.get()
+        finally:
+            await feed.aclose()
+        if snap.error is not None:
+            print(
+                f"note: {cfg.source} failed today ({snap.error}); showing {snap.day}",
+                file=sys.stderr,
+            )
+        return snap.flows
+
+    return asyncio.run(fetch()), f"{cfg.source} (cached in {cfg.cache_dir})"
 
 
 def _positive_int(text: str) -> int:

@@ -51,7 +51,7 @@ from core.feeds.staleness import Freshness
 log = logging.getLogger(__name__)
 
 SOURCE_NAMES = ("farside", "sosovalue", "coinglass", "file")
-KEY_ENV = {"sosovalue": "SOSOVALUE_API_KEY", "coinglass": "COINGLASS_API_KEY"}
+KEY_ENV = {"sosovalue": "LIQBOT_SOSOVALUE_KEY", "coinglass": "LIQBOT_COINGLASS_KEY"}
 DAY_MS = 86_400_000
 _CACHE_NAME = re.compile(r"^etf-(?P<source>[a-z0-9_-]+)-(?P<day>\d{4}-\d{2}-\d{2})\.json$")
 

@@ -37,7 +37,9 @@ from core.feeds.limits import VenueLimits, Window
 VENUE = "farside"
 FARSIDE_ALL_DATA_URL = "https://farside.co.uk/bitcoin-etf-flow-all-data/"
 FARSIDE_RECENT_URL = "https://farside.co.uk/btc/"
-FARSIDE_LIMITS = VenueLimits({"page": Window(1, 60.0)}, safety=1.0)  # about one page a minute
+# A few pages a minute at most: the per-day cache means about one fetch a day, and the retries
+# of one failed fetch (up to 5 requests) must not wait a minute each.
+FARSIDE_LIMITS = VenueLimits({"page": Window(6, 60.0)}, safety=1.0)
 BROWSER_HEADERS: Mapping[str, str] = {
     "User-Agent": (
         "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "

@@ -399,9 +399,9 @@ async def test_coinglass_client_etf_flows(
     ("kwargs", "message"),
     [
         ({"name": "bloomberg"}, "unknown ETF source 'bloomberg'; expected one of farside"),
-        ({"name": "sosovalue"}, "needs an API key: set SOSOVALUE_API_KEY"),
-        ({"name": "sosovalue", "sosovalue_key": " "}, "SOSOVALUE_API_KEY"),
-        ({"name": "coinglass", "sosovalue_key": KEY}, "needs an API key: set COINGLASS_API_KEY"),
+        ({"name": "sosovalue"}, "needs an API key: set LIQBOT_SOSOVALUE_KEY"),
+        ({"name": "sosovalue", "sosovalue_key": " "}, "LIQBOT_SOSOVALUE_KEY"),
+        ({"name": "coinglass", "sosovalue_key": KEY}, "needs an API key: set LIQBOT_COINGLASS_KEY"),
         ({"name": "file"}, "needs the path of a flows file"),
     ],
 )
