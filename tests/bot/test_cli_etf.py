@@ -164,18 +164,17 @@ def test_until_before_first_day(flows_file: Path, capsys: pytest.CaptureFixture[
     [
         (["--until", "2026-13-01"], "invalid date '2026-13-01'; expected YYYY-MM-DD"),
         (["--days", "0"], "expected a number >= 1, got '0'"),
-        ([], None),  # --flows is required
     ],
 )
 def test_bad_arguments_exit_2(
-    flows_file: Path, capsys: pytest.CaptureFixture[str], argv: list[str], expected: str | None
+    flows_file: Path, capsys: pytest.CaptureFixture[str], argv: list[str], expected: str
 ) -> None:
-    files = ["--flows", str(flows_file)] if argv else []
+    # Without --flows the configured source is used (tests/bot/test_cli_etf_sources.py).
     with pytest.raises(SystemExit) as exc:
-        _main(["etf", *files, *argv])
+        _main(["etf", "--flows", str(flows_file), *argv])
     assert exc.value.code == 2
     err = capsys.readouterr().err
-    assert (expected or "--flows") in err
+    assert expected in err
 
 
 def test_help_has_an_example(capsys: pytest.CaptureFixture[str]) -> None:
