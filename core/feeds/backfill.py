@@ -8,8 +8,9 @@ Both use only the :class:`core.feeds.base.RestFeed` protocol, so every venue wor
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import numpy as np
 
@@ -19,6 +20,8 @@ from core.errors import DataError, InputError
 from core.feeds.base import LimitedOiHistory, RestFeed
 from core.feeds.staleness import Freshness
 from core.feeds.types import Kline, OpenInterest
+
+_T = TypeVar("_T")
 
 # (what, pages done, pages expected): progress for a person watching a long backfill.
 Progress = Callable[[str, int, int], None]
@@ -35,6 +38,35 @@ def interval_ms(interval: str) -> int:
     return parse_duration_ms(interval)
 
 
+async def _paged(
+    fetch: Callable[[int, int], Awaitable[list[_T]]],
+    stamp: Callable[[_T], int],
+    first: int,
+    last: int,
+    step: int,
+    per_page: int,
+    label: str,
+    progress: Progress,
+) -> list[_T]:
+    """Rows stamped in [first, last], oldest first: ``fetch(cursor, per_page)`` page by page.
+
+    A venue may send fewer rows than asked, or rows outside the range; the cursor moves past the
+    last row kept, and an empty page ends the walk (listing start, or nothing more in range).
+    """
+    pages = max(1, -(-(last - first + 1) // (step * per_page)))
+    out: list[_T] = []
+    cursor, done = first, 0
+    while cursor <= last:
+        page = [row for row in await fetch(cursor, per_page) if cursor <= stamp(row) <= last]
+        done += 1
+        progress(label, min(done, pages), pages)
+        if not page:
+            break
+        out.extend(page)
+        cursor = stamp(page[-1]) + step
+    return out
+
+
 async def fetch_klines(
     feed: RestFeed,
     symbol: str,
@@ -44,26 +76,20 @@ async def fetch_klines(
     progress: Progress = _no_progress,
 ) -> list[Kline]:
     """Closed bars opened in [start_ms, end_ms), oldest first, one page at a time."""
-    step = interval_ms(interval)
-    pages = max(1, -(-(end_ms - start_ms) // (step * feed.max_klines_per_request)))
-    out: list[Kline] = []
-    cursor, done = start_ms, 0
-    while cursor < end_ms:
-        page = await feed.klines(
-            symbol,
-            interval,
-            start_ms=cursor,
-            end_ms=end_ms - 1,
-            limit=feed.max_klines_per_request,
-        )
-        page = [k for k in page if cursor <= k.ts_ms < end_ms]
-        done += 1
-        progress(f"{feed.venue} bars", min(done, pages), pages)
-        if not page:
-            break  # the venue has nothing more in range (listing start, or a gap at the end)
-        out.extend(page)
-        cursor = page[-1].ts_ms + step
-    return out
+
+    def page(cursor: int, limit: int) -> Awaitable[list[Kline]]:
+        return feed.klines(symbol, interval, start_ms=cursor, end_ms=end_ms - 1, limit=limit)
+
+    return await _paged(
+        page,
+        _kline_ts,
+        start_ms,
+        end_ms - 1,
+        interval_ms(interval),
+        feed.max_klines_per_request,
+        f"{feed.venue} bars",
+        progress,
+    )
 
 
 async def fetch_open_interest(
@@ -75,22 +101,28 @@ async def fetch_open_interest(
     progress: Progress = _no_progress,
 ) -> list[OpenInterest]:
     """Open-interest samples stamped in [start_ms, end_ms], oldest first."""
-    step = interval_ms(period)
-    pages = max(1, -(-(end_ms - start_ms) // (step * feed.max_oi_per_request)))
-    out: list[OpenInterest] = []
-    cursor, done = start_ms, 0
-    while cursor <= end_ms:
-        page = await feed.open_interest_hist(
-            symbol, period, start_ms=cursor, end_ms=end_ms, limit=feed.max_oi_per_request
-        )
-        page = [p for p in page if cursor <= p.ts_ms <= end_ms]
-        done += 1
-        progress(f"{feed.venue} open interest", min(done, pages), pages)
-        if not page:
-            break
-        out.extend(page)
-        cursor = page[-1].ts_ms + step
-    return out
+
+    def page(cursor: int, limit: int) -> Awaitable[list[OpenInterest]]:
+        return feed.open_interest_hist(symbol, period, start_ms=cursor, end_ms=end_ms, limit=limit)
+
+    return await _paged(
+        page,
+        _oi_ts,
+        start_ms,
+        end_ms,
+        interval_ms(period),
+        feed.max_oi_per_request,
+        f"{feed.venue} open interest",
+        progress,
+    )
+
+
+def _kline_ts(k: Kline) -> int:
+    return k.ts_ms
+
+
+def _oi_ts(p: OpenInterest) -> int:
+    return p.ts_ms
 
 
 def join_bars(klines: list[Kline], oi: list[OpenInterest], step_ms: int) -> Bars:
