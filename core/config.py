@@ -114,6 +114,34 @@ class FeedsSettings(_Frozen):
     etf: EtfSourceSettings = EtfSourceSettings()
 
 
+class DatabaseSettings(_Frozen):
+    # SQLite by default, created on first run; postgresql+asyncpg://... for scale-out.
+    url: str = "sqlite+aiosqlite:///data/liqbot.db"
+
+    @field_validator("url")
+    @classmethod
+    def _url_valid(cls, value: str) -> str:
+        if not value.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+            raise ValueError(
+                "expected sqlite+aiosqlite:///path.db or postgresql+asyncpg://user@host/db"
+            )
+        return value
+
+
+class AlertSettings(_Frozen):
+    """Alertmanager-style timing defaults (seconds) and per-chat quotas."""
+
+    tick_s: float = Field(60.0, gt=0)
+    group_wait_s: float = Field(10.0, ge=0)
+    group_interval_s: float = Field(60.0, ge=0)
+    cooldown_s: float = Field(900.0, ge=0)
+    repeat_interval_s: float = Field(4 * 3600.0, gt=0)
+    rearm_margin: float = Field(0.25, ge=0, lt=1)
+    quota_per_chat: int = Field(50, ge=1)
+    quota_per_chat_per_kind: int = Field(20, ge=1)
+    misfire_grace_s: float = Field(30.0, gt=0)
+
+
 class Settings(_Frozen):
     @model_validator(mode="before")
     @classmethod
@@ -128,6 +156,8 @@ class Settings(_Frozen):
     calibration: CalibrationSettings = CalibrationSettings()
     etf: EtfSettings = EtfSettings()
     feeds: FeedsSettings = FeedsSettings()
+    database: DatabaseSettings = DatabaseSettings()
+    alerts: AlertSettings = AlertSettings()
 
 
 def config_path(explicit: str | Path | None = None) -> Path | None:
