@@ -140,6 +140,9 @@ class AlertSettings(_Frozen):
     quota_per_chat: int = Field(50, ge=1)
     quota_per_chat_per_kind: int = Field(20, ge=1)
     misfire_grace_s: float = Field(30.0, gt=0)
+    hourly_digest_cron: str = "0 * * * *"
+    # US spot ETF flows are published after the US close: 22:00 UTC on weekdays.
+    daily_digest_cron: str = "0 22 * * mon-fri"
 
 
 class Settings(_Frozen):
