@@ -159,32 +159,6 @@ def make_snapshot(
     return SnapshotBuild(snap, view, render_key(view, cfg))
 
 
-def build_snapshot(
-    symbol: str,
-    series: Sequence[BarSeries],
-    ledger: LiqLedger | None,
-    cfg: MapSettings,
-    now_ms: int,
-    *,
-    prev: Snapshot | None = None,
-    tick_ms: int = 60_000,
-    streams: Sequence[Freshness] = (),
-    mark_price: float | None = None,
-) -> Snapshot:
-    """The snapshot alone; :func:`make_snapshot` also gives the map and its render key."""
-    return make_snapshot(
-        symbol,
-        series,
-        ledger,
-        cfg,
-        now_ms,
-        prev=prev,
-        tick_ms=tick_ms,
-        streams=streams,
-        mark_price=mark_price,
-    ).snapshot
-
-
 def _price(mark: float | None, view: LiqMap | None, series: Sequence[BarSeries]) -> float:
     if mark is not None and math.isfinite(mark) and mark > 0:
         return float(mark)

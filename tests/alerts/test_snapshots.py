@@ -20,7 +20,6 @@ from alerts.snapshots import (
     SnapshotBuild,
     SnapshotBuilder,
     SnapshotCache,
-    build_snapshot,
     make_snapshot,
     tick_window_ms,
 )
@@ -244,15 +243,15 @@ def test_stale_and_missing_venues_are_left_out_and_named() -> None:
     stale_store.track("okx", "BTC")  # never answered
     stale_store.track_stream("bybit")  # tracked, never heard from
     now = end_of(data["bybit"]) + 1
-    snap = build_snapshot(
+    snap = make_snapshot(
         "BTC", stale_store.for_symbol("BTC"), None, CFG, now, streams=stale_store.streams()
-    )
+    ).snapshot
     assert snap.venues == ("bybit",)
     assert snap.stale == ("binance:BTC:bars:1h", "okx:BTC:bars:1h", "bybit:liqs")
     assert snap.is_stale
-    alone = build_snapshot("BTC", [stale_store.for_symbol("BTC")[1]], None, CFG, now)
+    alone = make_snapshot("BTC", [stale_store.for_symbol("BTC")[1]], None, CFG, now).snapshot
     assert alone.clusters == snap.clusters  # the stale venue added nothing
-    fresh = build_snapshot("BTC", store.for_symbol("BTC"), None, CFG, now)
+    fresh = make_snapshot("BTC", store.for_symbol("BTC"), None, CFG, now).snapshot
     assert fresh.venues == ("binance", "bybit") and not fresh.is_stale
 
 
@@ -266,11 +265,13 @@ def test_no_usable_venue_still_gives_a_nan_safe_snapshot() -> None:
     assert snap.price == pytest.approx(float(data["binance"].close[-1]))  # last known close
     assert snap.peaks.long_usd == 0.0 and snap.peaks.short_price == snap.price
     assert math.isnan(snap.atr)
-    empty = build_snapshot("ETH", [], None, CFG, later)
+    empty = make_snapshot("ETH", [], None, CFG, later).snapshot
     assert math.isnan(empty.price) and empty.clusters == () and empty.stale == ()
     one_bar = SeriesStore()
     one_bar.add_bars("okx", "BTC", data["binance"].slice(0, 1))
-    snap = build_snapshot("BTC", one_bar.for_symbol("BTC"), None, CFG, end_of(data["binance"]))
+    snap = make_snapshot(
+        "BTC", one_bar.for_symbol("BTC"), None, CFG, end_of(data["binance"])
+    ).snapshot
     assert snap.venues == ()
 
 
@@ -279,12 +280,12 @@ def test_price_tick_window_and_prev_price() -> None:
     led = store.ledger("BTC")
     t0 = end_of(data["bybit"])
     led.extend([LiqEvent("bybit", "BTC", "short", 1.0, 1.0, 5.0, t0 + 10_000)])
-    first = build_snapshot(
+    first = make_snapshot(
         "BTC", store.for_symbol("BTC"), led, CFG, t0 + 30_000, tick_ms=60_000, mark_price=95_500.0
-    )
+    ).snapshot
     assert first.price == 95_500.0 and first.liqs["tick"].window_ms == 60_000
     assert first.liqs["tick"].short_usd == 5.0
-    second = build_snapshot(
+    second = make_snapshot(
         "BTC",
         store.for_symbol("BTC"),
         led,
@@ -293,7 +294,7 @@ def test_price_tick_window_and_prev_price() -> None:
         prev=first,
         tick_ms=60_000,
         mark_price=float("nan"),
-    )
+    ).snapshot
     assert second.prev_price == 95_500.0
     assert second.price == pytest.approx(float(data["bybit"].close[-1]))  # NaN mark ignored
     assert second.liqs["tick"].window_ms == 60_000 and second.liqs["tick"].short_usd == 0.0
