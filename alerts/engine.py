@@ -35,7 +35,7 @@ it never merges messages of different ticks.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -43,11 +43,13 @@ import numpy as np
 from sqlalchemy import select
 
 from alerts.delivery import DrainResult, RetryPolicy, Sender, SendResult, drain
+from alerts.digests import after_etf_slot_ms, recipients
 from alerts.engine_tick import (
     EVALUATED,
     TickInputs,
     align_states,
     changed_rows,
+    etf_episodes,
     load_tables,
     outgoing,
     states_by_id,
@@ -55,9 +57,10 @@ from alerts.engine_tick import (
 )
 from alerts.grouping import GroupTiming, due_ms, flush, group_key, order
 from alerts.inhibit import Suppressed, inhibit
-from alerts.notifications import GroupedMessage, Outgoing, message_to_dict
+from alerts.notifications import Digest, GroupedMessage, Outgoing, message_to_dict
 from alerts.quiet import apply_muter, muter_for
 from alerts.rules import SubscriptionTables, TickConditions, etf_state, evaluate_tick, market_state
+from alerts.scheduler import JobFunc
 from alerts.state import (
     ConditionArrays,
     DecisionArrays,
@@ -84,6 +87,7 @@ from core.snapshot import Snapshot
 __all__ = ["AlertEngine", "Clock", "DrainResult", "SendResult", "Sender", "TickResult"]
 
 Clock = Callable[[], float]  # epoch seconds, as alerts.scheduler's
+DigestInputs = Callable[[], Awaitable[tuple[Sequence[Snapshot], FlowReport | None]]]
 
 
 @dataclass(frozen=True)
@@ -227,7 +231,10 @@ class AlertEngine:
             c = getattr(cond, str(kind))
             t = table.timing
             timing = TimingArrays(t.cooldown_ms, t.repeat_ms, t.expires_ms)
-            d = decide_kind(self.states[kind], c, now, timing)
+            state = self.states[kind]
+            if kind == Kind.ETF:
+                state, c, timing = etf_episodes(state, c, timing)
+            d = decide_kind(state, c, now, timing)
             decided[kind] = d
             items += outgoing(kind, table, c, np.flatnonzero(d.notify), inputs)
         inhibited = inhibit(items)
@@ -326,6 +333,71 @@ class AlertEngine:
                 return None
             self._last_sent[destination_id] = entry.sent_ms
         return self._last_sent[destination_id]
+
+    # --- digests ---------------------------------------------------------------------------
+
+    async def digest(
+        self,
+        schedule: str,
+        slot_ms: int,
+        snapshots: Sequence[Snapshot],
+        etf_report: FlowReport | None = None,
+        *,
+        now_ms: int | None = None,
+    ) -> tuple[str, ...]:
+        """Queue the ``schedule`` digest of ``slot_ms`` to its subscribers; the keys queued.
+
+        ``slot_ms`` is the scheduled fire time (the job's slot), or for ``after-etf`` ignored in
+        favour of the report's trading day (see :mod:`alerts.digests`); an after-etf digest
+        needs a report. One message per subscription, due now, silent in quiet hours or a
+        mute; disabled chats get none. Running again for the same slot queues nothing.
+        """
+        now = self.now_ms() if now_ms is None else now_ms
+        if self.tables is None:
+            await self.start(now)
+        elif self._changed:
+            await self.reload_subscriptions()
+        assert self.tables is not None
+        if schedule == "after-etf":
+            if etf_report is None:
+                return ()
+            slot_ms = after_etf_slot_ms(etf_report)
+        who = recipients(self.tables.digest, schedule, now)
+        if not len(who):
+            return ()
+        payload = Digest.build(schedule, slot_ms, snapshots, etf_report)
+        dests = await self._destinations(who.destination_ids.tolist())
+        items = [
+            Outgoing(dest, sub, slot_ms, payload)
+            for sub, dest in zip(
+                who.subscription_ids.tolist(), who.destination_ids.tolist(), strict=True
+            )
+            if dest in dests and dests[dest].enabled
+        ]
+        muter = muter_for(dests.values())
+        envelopes = []
+        for item in items:
+            msg = GroupedMessage(item.destination_id, item.key, now, (item,))
+            (muted,) = apply_muter([msg], muter, now)
+            envelopes.append(self._envelope(muted, now))
+        async with self.store.write() as conn:
+            queued = await enqueue(conn, envelopes, now)
+        return tuple(queued)
+
+    def digest_job(self, schedule: str, inputs: DigestInputs) -> JobFunc:
+        """A scheduler job (``engine_jobs(hourly_digest=..., daily_digest=...)``) sending the
+        ``schedule`` digest with what ``inputs()`` returns (the latest snapshots and report).
+
+        Cron digests fire once a minute at most, so the slot is the run's minute: a second run
+        in the same minute (a retry, a restart) queues nothing new.
+        """
+
+        async def run(now_ms: int) -> None:
+            snapshots, report = await inputs()
+            slot = now_ms - now_ms % 60_000
+            await self.digest(schedule, slot, snapshots, report, now_ms=now_ms)
+
+        return run
 
     # --- delivery --------------------------------------------------------------------------
 

@@ -12,7 +12,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -45,7 +45,7 @@ from alerts.rules import (
     TimingColumns,
 )
 from alerts.rules.market import resolve_window
-from alerts.state import StateArrays
+from alerts.state import ConditionArrays, StateArrays, Status, TimingArrays
 from alerts.store import Db, SubscriptionTable, load_active
 from alerts.store.runtime import StoredStates
 from alerts.subscriptions import Kind
@@ -57,6 +57,7 @@ __all__ = [
     "TickInputs",
     "align_states",
     "changed_rows",
+    "etf_episodes",
     "load_tables",
     "outgoing",
     "states_by_id",
@@ -188,6 +189,26 @@ def changed_rows(old: StateArrays, new: StateArrays) -> NDArray[np.intp]:
         | (old.fired_count != new.fired_count)
     )
     return np.flatnonzero(diff)
+
+
+def etf_episodes(
+    state: StateArrays, cond: EtfConditions, timing: TimingArrays
+) -> tuple[StateArrays, ConditionArrays, TimingArrays]:
+    """ETF alerts as events: one notification per event day, never a repeat of the same day.
+
+    A reversal (or a day beyond a threshold) stays true in the report for a day or two, so the
+    state machine's repeats would announce the same event every repeat interval. Here an ETF
+    row's ``value`` is its event day (``EtfConditions.event_day``), kept in ``last_value`` while
+    it holds; repeats are off; and a row still FIRING when a *new* event day holds starts a new
+    episode (re-armed before the decision), so the next reversal is not lost behind the last.
+    """
+    holds = cond.holds
+    day = np.where(holds, cond.event_day.astype(np.float64), state.last_value)
+    new_event = holds & (state.status == np.int8(Status.FIRING)) & (day != state.last_value)
+    rearmed = replace(state, status=np.where(new_event, np.int8(Status.ARMED), state.status))
+    arrays = ConditionArrays(holds, day, cond.clear, cond.stale)
+    no_repeat = TimingArrays(timing.cooldown_ms, np.zeros_like(timing.repeat_ms), timing.expires_ms)
+    return rearmed, arrays, no_repeat
 
 
 # --- payloads --------------------------------------------------------------------------------

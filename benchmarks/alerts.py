@@ -31,6 +31,8 @@ import numpy as np
 import orjson
 from numpy.typing import NDArray
 
+from alerts.engine import decide_kind
+from alerts.engine_tick import etf_episodes
 from alerts.rules import (
     ClusterTable,
     CrossTable,
@@ -51,7 +53,7 @@ from alerts.rules import (
     market_state,
 )
 from alerts.rules.loop_reference import evaluate_loop
-from alerts.state import ConditionArrays, StateArrays, TimingArrays, decide_many
+from alerts.state import StateArrays, TimingArrays
 from alerts.subscriptions import Kind, Subscription, Timing
 from core.etf import EtfFlows
 from core.etf_report import FlowReport, flow_report
@@ -91,17 +93,16 @@ def after_evaluate(
     conds: TickConditions,
     now_ms: int,
 ) -> object:
-    """The state-machine step of the tick, timed with it: the firing set is its notify mask."""
+    """The state-machine step of the tick as the engine runs it (ETF rows as events), timed
+    with it: the firing set is its notify mask."""
     fired = 0
     for kind in ("cluster", "cross", "spike", "etf"):
         c = getattr(conds, kind)
         t = getattr(tables, kind).timing
-        decision = decide_many(
-            STATES[kind],
-            ConditionArrays(c.holds, c.value, c.clear, c.stale),
-            now_ms,
-            TimingArrays(t.cooldown_ms, t.repeat_ms, t.expires_ms),
-        )
+        state, timing = STATES[kind], TimingArrays(t.cooldown_ms, t.repeat_ms, t.expires_ms)
+        if kind == "etf":
+            state, c, timing = etf_episodes(state, c, timing)
+        decision = decide_kind(state, c, now_ms, timing)
         STATES[kind] = decision.state
         fired += int(decision.notify.sum())
     FIRED.append(fired)
