@@ -145,6 +145,64 @@ class AlertSettings(_Frozen):
     daily_digest_cron: str = "0 22 * * mon-fri"
 
 
+class BotSettings(_Frozen):
+    """What the bot tracks and answers for."""
+
+    symbols: tuple[str, ...] = ("BTC", "ETH", "SOL")
+    venues: tuple[Literal["binance", "okx", "bybit"], ...] = ("binance", "okx", "bybit")
+    interval: Literal["1m", "5m", "15m", "1h"] = "5m"  # bar interval polled for the maps
+    poll_s: float = Field(60.0, gt=0)  # how often the bar and open-interest polls run
+    commands_per_user_per_min: int = Field(20, ge=1)
+
+    @field_validator("symbols")
+    @classmethod
+    def _symbols_valid(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        from core.feeds.symbols import parse_symbol  # core.feeds imports this module
+
+        if not value:
+            raise ValueError("list at least one symbol, e.g. [BTC]")
+        try:
+            return tuple(dict.fromkeys(parse_symbol(s) for s in value))
+        except InputError as exc:
+            raise ValueError(str(exc)) from None
+
+
+class TelegramSettings(_Frozen):
+    """Telegram Bot API. The token is $LIQBOT_TELEGRAM_TOKEN; the webhook secret is
+    $LIQBOT_TELEGRAM_WEBHOOK_SECRET."""
+
+    base_url: str = "https://api.telegram.org/bot"
+    base_file_url: str = "https://api.telegram.org/file/bot"
+    mode: Literal["polling", "webhook"] = "polling"
+    webhook_listen: str = "0.0.0.0"
+    webhook_port: int = Field(8443, ge=1, le=65535)
+    webhook_path: str = "telegram"
+    webhook_url: str = ""  # the public https URL Telegram posts to (webhook mode)
+
+
+class DiscordSettings(_Frozen):
+    """Discord REST and gateway. The token is $LIQBOT_DISCORD_TOKEN."""
+
+    api_base: str = "https://discord.com/api/v10"
+    gateway_url: str = "wss://gateway.discord.gg"
+    shard_ids: tuple[int, ...] | None = None  # this instance's shards (scale-out); None = all
+    shard_count: int | None = Field(None, ge=1)
+
+
+class LaneLimits(_Frozen):
+    """One platform's send limits (DESIGN §7); broadcasts are paced below them."""
+
+    global_per_s: float = Field(30.0, gt=0)
+    per_chat_per_s: float = Field(1.0, gt=0)
+    per_group_per_min: float = Field(20.0, gt=0)
+    window_margin_s: float = Field(0.02, ge=0, le=1)  # slack for network jitter
+
+
+class PacingSettings(_Frozen):
+    telegram: LaneLimits = LaneLimits()
+    discord: LaneLimits = LaneLimits(global_per_s=45.0, per_chat_per_s=4.0, per_group_per_min=240)
+
+
 class Settings(_Frozen):
     @model_validator(mode="before")
     @classmethod
@@ -161,6 +219,10 @@ class Settings(_Frozen):
     feeds: FeedsSettings = FeedsSettings()
     database: DatabaseSettings = DatabaseSettings()
     alerts: AlertSettings = AlertSettings()
+    bot: BotSettings = BotSettings()
+    telegram: TelegramSettings = TelegramSettings()
+    discord: DiscordSettings = DiscordSettings()
+    pacing: PacingSettings = PacingSettings()
 
 
 def config_path(explicit: str | Path | None = None) -> Path | None:

@@ -156,6 +156,55 @@ async def enable_destination(db: Db, destination_id: int) -> Destination | None:
     return await _update_destination(db, destination_id, values)
 
 
+async def migrate_destination(db: Db, destination_id: int, new_chat_id: str) -> Destination | None:
+    """Move a chat to a new id on its platform (a Telegram group upgraded to a supergroup).
+
+    When the new id is already known (the bot saw the supergroup first), the old chat's
+    subscriptions and queued messages move to it and the old row is disabled; otherwise the
+    row simply takes the new id. Returns the destination that now holds the chat.
+    """
+    from alerts.store.outbox import outbox  # outbox imports this module's tables
+
+    async with transaction(db, write=True) as conn:
+        old_row = (
+            await conn.execute(select(destinations).where(destinations.c.id == destination_id))
+        ).one_or_none()
+        if old_row is None:
+            return None
+        old = _destination(old_row)
+        existing = (
+            await conn.execute(
+                select(destinations).where(
+                    destinations.c.platform == old.platform,
+                    destinations.c.chat_id == str(new_chat_id),
+                )
+            )
+        ).one_or_none()
+        if existing is None:
+            stmt = update(destinations).where(destinations.c.id == destination_id)
+            row = (
+                await conn.execute(stmt.values(chat_id=str(new_chat_id)).returning(*destinations.c))
+            ).one()
+            return _destination(row)
+        target = int(existing.id)
+        await conn.execute(
+            update(subscriptions)
+            .where(subscriptions.c.destination_id == destination_id)
+            .values(destination_id=target)
+        )
+        await conn.execute(
+            update(outbox)
+            .where(outbox.c.destination_id == destination_id, outbox.c.sent_ms.is_(None))
+            .values(destination_id=target)
+        )
+        await conn.execute(
+            update(destinations)
+            .where(destinations.c.id == destination_id)
+            .values(enabled=False, disabled_reason=f"migrated to chat {new_chat_id}")
+        )
+        return _destination(existing)
+
+
 async def record_failure(
     db: Db, destination_id: int, reason: str, *, disable_after: int = 3
 ) -> Destination | None:
