@@ -16,14 +16,19 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
+from alerts.notifications import GroupedMessage
+
 __all__ = [
     "BUTTON_DATA_MAX",
+    "ArgSpec",
     "Button",
     "ChatType",
     "Command",
     "CommandHandler",
+    "CommandSpec",
     "Platform",
     "Reply",
+    "notification_reply",
     "split_command",
 ]
 
@@ -121,3 +126,52 @@ class Reply:
 
 CommandHandler = Callable[[Command], Awaitable[Reply]]
 """What an adapter calls with every command (``bot.commands.CommandRouter.handle``)."""
+
+
+ArgKind = Literal["symbol", "venue", "text", "number", "choice"]
+
+
+@dataclass(frozen=True)
+class ArgSpec:
+    """One argument of a command, for Discord slash options and help texts.
+
+    ``kind`` 'symbol' gets autocomplete from the configured symbols; 'choice' offers
+    ``choices``; the others are free text (the command layer parses them forgivingly).
+    """
+
+    name: str  # lower case, 1-32 characters (a Discord option name)
+    description: str  # at most 100 characters (Discord)
+    kind: ArgKind = "text"
+    required: bool = False
+    choices: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class CommandSpec:
+    """A command as the platforms list it: Telegram ``set_my_commands``, Discord slash commands.
+
+    ``summary`` is at most 100 characters (Discord's limit; Telegram allows 256). ``admin_only``
+    commands change a whole chat (broadcasts), so adapters list them for admins only and the
+    command layer refuses them to others. ``guild_only`` commands make no sense in a DM.
+    """
+
+    name: str
+    summary: str
+    usage: str  # e.g. "/liqmap [symbol] [venue|all] [range%]"
+    args: tuple[ArgSpec, ...] = ()
+    admin_only: bool = False
+    guild_only: bool = False
+
+    def line(self, *words: str) -> str:
+        """The command line of this command with ``words`` as arguments."""
+        return " ".join((f"/{self.name}", *words))
+
+
+def notification_reply(msg: GroupedMessage) -> Reply:
+    """An outbox message as a Reply (plain text; the adapter escapes it), silent when muted."""
+    if len(msg.items) == 1:
+        lines = msg.lines
+        return Reply(lines=lines[1:], title=lines[0], silent=msg.silent)
+    return Reply(
+        lines=tuple(f"• {line}" for line in msg.lines), title=msg.headline, silent=msg.silent
+    )
