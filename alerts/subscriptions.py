@@ -61,6 +61,8 @@ class Subscription:
     schedule: str = ""  # digest
     timing: Timing = Timing()
     created_ms: int = 0
+    created_by: str = ""  # the platform user who set it ("" for a channel post)
+    broadcast: bool = False  # one of the chat's broadcasts (/subscribe), not a personal alert
 
 
 @dataclass(frozen=True)

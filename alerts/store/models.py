@@ -33,6 +33,7 @@ from sqlalchemy import (
     MetaData,
     String,
     UniqueConstraint,
+    false,
     text,
     true,
 )
@@ -126,6 +127,10 @@ class SubscriptionRow(Base):
     expires_ms: Mapped[int | None] = mapped_column(BigInteger)
     created_ms: Mapped[int] = mapped_column(BigInteger)
     active: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    # Who set it (platform user id; "" for a channel post or anonymous admin), and whether it
+    # is one of the chat's broadcasts (``/subscribe``, admins only) rather than a personal alert.
+    created_by: Mapped[str] = mapped_column(String(64), default="", server_default="")
+    broadcast: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class AlertStateRow(Base):

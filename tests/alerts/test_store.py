@@ -83,6 +83,9 @@ async def chat(store: Store, chat_id: str = "100") -> int:
 # --- migrations and opening ---------------------------------------------------------------
 
 
+HEAD = "0002"
+
+
 def _schema(conn: Connection) -> tuple[set[str], list[object]]:
     tables = set(inspect(conn).get_table_names()) - {"alembic_version"}
     diff = compare_metadata(
@@ -94,7 +97,7 @@ def _schema(conn: Connection) -> tuple[set[str], list[object]]:
 async def test_migrations_create_the_schema_from_empty_and_are_idempotent(fresh_url: str) -> None:
     first = await open_store(fresh_url)
     try:
-        assert await current_revision(first) == "0001"
+        assert await current_revision(first) == HEAD
         async with first.read() as conn:
             tables, diff = await conn.run_sync(_schema)
         assert tables == TABLES
@@ -102,14 +105,16 @@ async def test_migrations_create_the_schema_from_empty_and_are_idempotent(fresh_
         await upgrade(first)  # at head: nothing to do
         second = await open_store(fresh_url)  # a second start runs upgrade again
         await second.close()
-        assert await current_revision(first) == "0001"
+        assert await current_revision(first) == HEAD
         await downgrade(first, "base")
         async with first.read() as conn:
             tables, _ = await conn.run_sync(_schema)
         assert tables == set()
         assert await current_revision(first) is None
-        await upgrade(first)
+        await upgrade(first, "0001")  # a database of the first release upgrades in place
         assert await current_revision(first) == "0001"
+        await upgrade(first)
+        assert await current_revision(first) == HEAD
     finally:
         await first.close()
 
@@ -122,7 +127,7 @@ async def test_instances_starting_together_migrate_once(fresh_url: str) -> None:
     try:
         assert len(stores) == 3, [str(e) for e in opened if not isinstance(e, Store)]
         for s in stores:
-            assert await current_revision(s) == "0001"
+            assert await current_revision(s) == HEAD
     finally:
         for s in stores:
             await s.close()

@@ -1,0 +1,33 @@
+"""Subscriptions: who set them, and whether they are a chat's broadcasts.
+
+Revision ID: 0002
+Revises: 0001
+Create Date: 2026-11-25
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0002"
+down_revision: str | None = "0001"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    # batch mode: SQLite cannot add columns with constraints in place on every version.
+    with op.batch_alter_table("subscriptions") as batch:
+        batch.add_column(sa.Column("created_by", sa.String(64), nullable=False, server_default=""))
+        batch.add_column(
+            sa.Column("broadcast", sa.Boolean(), nullable=False, server_default=sa.false())
+        )
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("subscriptions") as batch:
+        batch.drop_column("broadcast")
+        batch.drop_column("created_by")
