@@ -13,12 +13,17 @@ Telegram and Discord ones), so this module knows nothing of any chat API. Per cl
   until then the message is retried with backoff. Once the chat is disabled, its messages are
   dead letters (``requeue_dead`` revives them when the chat is enabled again).
 
+``drain(..., concurrency=n)`` keeps up to ``n`` sends in flight (the sender paces them against
+the platform limits), while each destination still gets its messages one at a time, in outbox
+order.
+
 Delivery is at least once: a crash between the send and ``mark_sent`` sends that one message
 again once its lease expires (alerts/store/outbox.py).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -121,12 +126,69 @@ async def drain(
     limit: int = 100,
     lease_ms: int = 60_000,
     policy: RetryPolicy | None = None,
+    concurrency: int = 1,
 ) -> DrainResult:
-    """Claim the due outbox rows (up to ``limit``), send each, and record the outcome."""
-    policy = policy or RetryPolicy()
-    out = DrainResult()
-    dests: dict[int, Destination | None] = {}
-    for row in await claim(store, worker_id, now_ms, limit=limit, lease_ms=lease_ms):
+    """Claim the due outbox rows (up to ``limit``), send each, and record the outcome.
+
+    With ``concurrency > 1`` up to that many sends are in flight at once (the sender paces
+    them, e.g. bot.pacing), but one destination's messages still go one at a time and in
+    outbox order: rows are grouped by destination and each group is sent by its own task, so
+    a slow or rate-limited chat holds up only its own messages. With 1, the rows go one by one
+    in claim order. The outcome lists are in completion order.
+    """
+    if concurrency < 1:
+        raise ValueError(f"concurrency must be at least 1, got {concurrency}")
+    drainer = _Drainer(store, send, now_ms, worker_id, policy or RetryPolicy())
+    rows = await claim(store, worker_id, now_ms, limit=limit, lease_ms=lease_ms)
+    if concurrency == 1:
+        for row in rows:
+            await drainer.deliver(row)
+        return drainer.out
+    by_dest: dict[int, list[Claimed]] = {}
+    for row in rows:  # claim order is id order: outbox order within each destination
+        by_dest.setdefault(row.destination_id, []).append(row)
+    slots = asyncio.Semaphore(concurrency)
+
+    async def deliver_all(group: list[Claimed]) -> None:
+        for row in group:
+            async with slots:  # per send, not per chat: a long queue holds one slot at a time
+                await drainer.deliver(row)
+
+    tasks = [asyncio.create_task(deliver_all(group)) for group in by_dest.values()]
+    try:
+        await asyncio.gather(*tasks)
+    except BaseException:
+        # A store failure (or our own cancellation): stop the other chats' tasks too, so none
+        # outlives the drain; their claimed rows come back when the lease expires.
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
+    return drainer.out
+
+
+class _Drainer:
+    """One drain's shared state: the outcome lists and the destinations read so far.
+
+    Each destination's rows are handled by one task at a time, so its cache entry is never
+    written by two tasks at once.
+    """
+
+    def __init__(
+        self, store: Store, send: Sender, now_ms: int, worker_id: str, policy: RetryPolicy
+    ) -> None:
+        self.store = store
+        self.send = send
+        self.now_ms = now_ms
+        self.worker_id = worker_id
+        self.policy = policy
+        self.out = DrainResult()
+        self.dests: dict[int, Destination | None] = {}
+
+    async def deliver(self, row: Claimed) -> None:
+        """Send one claimed row and record the outcome (sent, retried, dead)."""
+        store, out, policy, dests = self.store, self.out, self.policy, self.dests
+        now_ms, worker_id = self.now_ms, self.worker_id
         if row.destination_id not in dests:
             dests[row.destination_id] = await get_destination(store, row.destination_id)
         dest = dests[row.destination_id]
@@ -136,8 +198,8 @@ async def drain(
                 reason += f": {dest.disabled_reason}"
             await mark_failed(store, row.id, reason, None, worker_id=worker_id)
             out.dead.append(row.id)
-            continue
-        result = await _send(send, dest, row)
+            return
+        result = await _send(self.send, dest, row)
         if result.ok:
             if await mark_sent(store, row.id, now_ms):
                 out.sent_keys.append(row.dedup_key)
@@ -145,7 +207,7 @@ async def drain(
             if dest.failures:
                 await record_success(store, dest.id)
                 dests[dest.id] = await get_destination(store, dest.id)
-            continue
+            return
         if result.definitive:
             after = await record_failure(
                 store, dest.id, result.error, disable_after=policy.disable_after
@@ -155,14 +217,13 @@ async def drain(
                 await mark_failed(store, row.id, result.error, None, worker_id=worker_id)
                 out.dead.append(row.id)
                 out.disabled.append(dest.id)
-                continue
+                return
         elif row.attempts >= policy.max_attempts:
             await mark_failed(store, row.id, result.error, None, worker_id=worker_id)
             out.dead.append(row.id)
-            continue
+            return
         wait = backoff_ms(row.attempts, policy)
         if result.retry_after_s is not None and not result.definitive:
             wait = max(int(result.retry_after_s * 1000), 0)
         await mark_failed(store, row.id, result.error, now_ms + wait, worker_id=worker_id)
         out.retried.append(row.id)
-    return out

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from core.errors import LiqbotError
 
-_SUBCOMMANDS = ("bot.cli_liqmap", "bot.cli_backtest", "bot.cli_etf", "bot.cli_fetch")
+_SUBCOMMANDS = ("bot.cli_run", "bot.cli_liqmap", "bot.cli_backtest", "bot.cli_etf", "bot.cli_fetch")
 
 
 class _Parser(argparse.ArgumentParser):

@@ -10,11 +10,11 @@ from pathlib import Path
 from typing import Any
 
 from bot.cli_common import iso_time_ms, ms_to_iso, write_atomic
+from bot.feeds_setup import make_rest_feed
 from bot.progress import ProgressLine
 from core.bars_csv import format_bars_csv
-from core.config import FeedsSettings, load_settings
+from core.config import load_settings
 from core.feeds.backfill import backfill, interval_ms
-from core.feeds.base import RestFeed
 from core.feeds.symbols import parse_symbol
 
 _EXAMPLE = """Every request goes through the venue's rate budget, so a long backfill waits
@@ -59,21 +59,6 @@ def _days(text: str) -> int:
     if not 1 <= value <= _MAX_DAYS:
         raise argparse.ArgumentTypeError(f"--days must be 1..{_MAX_DAYS}, got {value}")
     return value
-
-
-def make_rest_feed(venue: str, feeds: FeedsSettings) -> RestFeed:
-    """The REST client of ``venue`` at its configured base URL."""
-    if venue == "binance":
-        from core.feeds.binance import BinanceRest
-
-        return BinanceRest(feeds.binance.rest_url)
-    if venue == "okx":
-        from core.feeds.okx import OkxRest
-
-        return OkxRest(feeds.okx.rest_url, timeout_s=feeds.timeout_s)
-    from core.feeds.bybit import BybitRest
-
-    return BybitRest(feeds.bybit.rest_url)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -7,7 +7,8 @@ and a ``/liqmap`` reply quote the same figure the same way:
 * money in US$ millions, as ETF flows come: ``+$753.8M`` from ``753.8`` (:func:`musd`);
 * a price: ``$95,734``, ``$3.25``, ``$0.1234`` (:func:`price`);
 * a percentage: ``0.5%``, ``+1.4%`` (:func:`pct`); a share: ``45%`` from ``0.45`` (:func:`share`);
-* a leverage: ``100x``, ``12.5x`` (:func:`leverage`); a window: ``15m``, ``4h`` (:func:`duration`).
+* a leverage: ``100x``, ``12.5x`` (:func:`leverage`); a window: ``15m``, ``4h`` (:func:`duration`);
+* how old something is, rounded down to one unit: ``40s``, ``12m``, ``3h``, ``2d`` (:func:`age`).
 
 Non-finite numbers print as ``n/a`` rather than ``$nan``.
 """
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["NA", "duration", "leverage", "musd", "pct", "price", "share", "usd"]
+__all__ = ["NA", "age", "duration", "leverage", "musd", "pct", "price", "share", "usd"]
 
 NA = "n/a"
 
@@ -118,3 +119,15 @@ def duration(ms: int) -> str:
     if ms >= 60_000 and ms % 60_000 == 0:
         return f"{ms // 60_000}m"
     return f"{ms / 1000:g}s"
+
+
+def age(ms: int) -> str:
+    """An age in its largest whole unit, rounded down: ``40s``, ``12m``, ``3h``, ``2d``.
+
+    Negative ages (a clock a little behind the data) read ``0s``.
+    """
+    s = max(ms, 0) // 1000
+    for unit, size in (("d", 86_400), ("h", 3_600), ("m", 60)):
+        if s >= size:
+            return f"{s // size}{unit}"
+    return f"{s}s"

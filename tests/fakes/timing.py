@@ -40,3 +40,30 @@ class FastSleep:
     async def __call__(self, seconds: float) -> None:
         self.delays.append(seconds)
         await asyncio.sleep(0)
+
+
+class SteppedClock:
+    """Epoch seconds that only the test moves (:meth:`advance`); ``sleep`` waits for it.
+
+    For background tasks (a stream's loop) that must see time pass exactly as the test steps
+    it: a sleeper wakes when the test's clock reaches its deadline, never earlier, without
+    spinning.
+    """
+
+    def __init__(self, now: float = 1_791_565_000.0) -> None:
+        self.now = now
+        self._moved = asyncio.Condition()
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def advance(self, seconds: float) -> None:
+        self.now += seconds
+        async with self._moved:
+            self._moved.notify_all()
+        await asyncio.sleep(0)
+
+    async def sleep(self, seconds: float) -> None:
+        deadline = self.now + seconds
+        async with self._moved:
+            await self._moved.wait_for(lambda: self.now >= deadline)

@@ -1,0 +1,284 @@
+"""``liqbot run``: config -> store -> feeds -> scheduler -> chat adapters, in one asyncio loop.
+
+Start-up, in order: open (and migrate) the store; open the feeds (live venues, or the seeded
+simulation with ``--demo``); a first poll of every feed and a first snapshot, so ``/liqmap``
+answers at once; the chat adapters whose tokens are set (and the console with ``--demo`` or
+``--console``); then the scheduler.
+
+Shutdown (SIGTERM, SIGINT, ``--duration``): the scheduler stops starting jobs, the runs in
+progress finish (a drain finishes its in-flight sends and marks them), the adapters stop, the
+streams and feeds close, and the store closes. Everything the bot knows is already in the store
+(outbox, log, alert states, snapshots), so nothing is lost between runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import tempfile
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from alerts.delivery import Sender, SendResult
+from alerts.engine import AlertEngine
+from alerts.notifications import GroupedMessage
+from alerts.scheduler import JobRunner, TickRunner, build_scheduler
+from alerts.store import (
+    Destination,
+    Store,
+    add_subscription,
+    list_subscriptions,
+    open_store,
+    upsert_destination,
+)
+from alerts.subscriptions import Kind, Quotas, Subscription
+from bot.commands import COMMAND_SPECS, CommandRouter
+from bot.console import CONSOLE_CHAT, ConsoleAdapter
+from bot.feeds_setup import MarketFeeds, demo_feeds, live_feeds
+from bot.pacing import Pacer
+from bot.pipeline import Pipeline
+from bot.services import BotServices
+from core.config import Settings
+from core.errors import ConfigError
+
+__all__ = ["RunOptions", "run_bot"]
+
+log = logging.getLogger("liqbot")
+
+TELEGRAM_TOKEN_ENV = "LIQBOT_TELEGRAM_TOKEN"
+DISCORD_TOKEN_ENV = "LIQBOT_DISCORD_TOKEN"
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    demo: bool = False
+    console: bool = False
+    duration_s: float | None = None  # stop after this many wall seconds (None: until a signal)
+    speed: float = 600.0  # demo: data seconds per wall second
+    seed: int = 7
+    scenario: str = "news"
+    db_url: str | None = None  # overrides database.url (demo default: a temporary SQLite file)
+    chart_dir: str = "data/charts"
+    instance: str = field(default_factory=lambda: f"{os.uname().nodename}-{os.getpid()}")
+
+
+Stop = Callable[[], Awaitable[None]]
+
+
+class Senders:
+    """The outbox Sender: each destination's platform adapter, if it runs in this process."""
+
+    def __init__(self) -> None:
+        self.by_platform: dict[str, Sender] = {}
+
+    async def __call__(self, dest: Destination, msg: GroupedMessage) -> SendResult:
+        send = self.by_platform.get(dest.platform)
+        if send is None:  # e.g. a Telegram chat while only Discord runs: keep it queued
+            return SendResult.transient(f"{dest.platform} is not running in this instance", 60.0)
+        return await send(dest, msg)
+
+
+DEMO_ALERTS = (
+    Subscription(0, 0, Kind.CLUSTER, "BTC", pct=1.0, min_usd=100e6, side="short"),
+    Subscription(0, 0, Kind.SPIKE, "BTC", min_usd=50e6, side="any"),
+    Subscription(0, 0, Kind.ETF, None, etf_mode="reversal"),
+)
+
+
+async def _seed_demo_alerts(store: Store, now_ms: int) -> None:
+    """The console chat watches the news item's squeeze: short clusters, spikes, ETF reversal."""
+    dest = await upsert_destination(store, "console", CONSOLE_CHAT, "private", now_ms, "console")
+    if await list_subscriptions(store, dest.id):
+        return
+    for sub in DEMO_ALERTS:
+        sub = Subscription(**{**sub.__dict__, "destination_id": dest.id, "created_by": "demo"})
+        await add_subscription(store, sub, Quotas(), now_ms)
+
+
+def _demo_settings(settings: Settings, speed: float) -> Settings:
+    """Hourly simulated bars: tick and poll every 5 data minutes (the demo runs fast), and a
+    misfire grace of two wall seconds in data time (the scheduler's check is in wall time)."""
+    grace = max(settings.alerts.misfire_grace_s, 2.0 * speed)
+    alerts = settings.alerts.model_copy(
+        update={"tick_s": 300.0, "group_wait_s": 0.0, "misfire_grace_s": grace}
+    )
+    bot = settings.bot.model_copy(update={"poll_s": 300.0})
+    return settings.model_copy(update={"alerts": alerts, "bot": bot})
+
+
+def drain_every_s(opts: RunOptions) -> float:
+    """Outbox drains every second of wall time in data time: a quarter wall second in a demo."""
+    return max(1.0, 0.25 * opts.speed) if opts.demo else 1.0
+
+
+async def _warm_up(pipeline: Pipeline) -> None:
+    """First poll of every venue, ETF flows and a first snapshot, with progress in the log."""
+    now = pipeline.now_ms()
+    for venue in pipeline.feeds.rests:
+        log.info("loading %s bars for %s ...", venue, ", ".join(pipeline.feeds.symbols))
+        await pipeline.poll(venue, now)
+    await pipeline.poll_etf(now)
+    snaps = await pipeline.tick(pipeline.now_ms())
+    log.info("first snapshots: %s", ", ".join(f"{s.symbol} {s.price:,.0f}" for s in snaps))
+
+
+async def run_bot(settings: Settings, opts: RunOptions) -> int:
+    """Run until a signal or ``opts.duration_s``; returns the process exit code."""
+    tokens = {
+        p: os.environ.get(env, "").strip()
+        for p, env in (("telegram", TELEGRAM_TOKEN_ENV), ("discord", DISCORD_TOKEN_ENV))
+    }
+    if not opts.demo and not opts.console and not any(tokens.values()):
+        raise ConfigError(
+            f"no chat platform to run: set {TELEGRAM_TOKEN_ENV} and/or {DISCORD_TOKEN_ENV}, "
+            "or add --console (terminal), or try --demo (offline, simulated market)"
+        )
+    tmp: tempfile.TemporaryDirectory[str] | None = None
+    if opts.demo:
+        settings = _demo_settings(settings, opts.speed)
+        feeds: MarketFeeds = demo_feeds(speed=opts.speed, seed=opts.seed, scenario=opts.scenario)
+    else:
+        feeds = live_feeds(settings)
+    db_url = opts.db_url or settings.database.url
+    if opts.demo and opts.db_url is None:
+        tmp = tempfile.TemporaryDirectory(prefix="liqbot-demo-")
+        db_url = f"sqlite+aiosqlite:///{tmp.name}/demo.db"
+    elif db_url.startswith("sqlite+aiosqlite:///") and not db_url.startswith(
+        "sqlite+aiosqlite:////"
+    ):
+        Path(db_url.removeprefix("sqlite+aiosqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+
+    # A signal from here on stops the bot gracefully, even while it is still starting.
+    stop_event = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop_event.set)
+    store = await open_store(db_url)
+    stops: list[Stop] = []
+    try:
+        engine = AlertEngine(store, settings, feeds.clock)
+        pipeline = Pipeline(settings, feeds, store, engine, instance=opts.instance)
+        if opts.demo:
+            await _seed_demo_alerts(store, pipeline.now_ms())
+        await engine.start(pipeline.now_ms())
+        pipeline.start_streams()
+        stops.append(pipeline.stop_streams)
+        await _warm_up(pipeline)
+        services = BotServices(
+            settings=settings,
+            store=store,
+            snapshots=pipeline.builder.cache,
+            etf=pipeline.etf_view,
+            status=pipeline.status,
+            series=pipeline.series,
+            subscriptions_changed=engine.subscriptions_changed,
+            clock=feeds.clock,
+        )
+        router = CommandRouter(services)
+        senders = Senders()
+        background: list[asyncio.Task[Any]] = []
+        console: ConsoleAdapter | None = None
+        if opts.demo or opts.console:
+            console = ConsoleAdapter(router.handle, opts.chart_dir)
+            senders.by_platform["console"] = console.send
+        for platform, token in tokens.items():
+            if token:
+                stops.append(
+                    await _start_platform(platform, token, settings, router, store, senders)
+                )
+
+        jobs = pipeline.jobs(senders, drain_every_s=drain_every_s(opts))
+        sched: Any = None
+        runner = JobRunner(jobs, feeds.clock, None, settings.alerts)
+        if opts.demo:
+            ticker = TickRunner(jobs, settings.alerts, clock=feeds.clock, runner=runner)
+            background.append(asyncio.create_task(ticker.run(poll_s=0.1)))
+            stops.append(ticker.aclose)
+        else:
+            sched = build_scheduler(jobs, settings.alerts, clock=feeds.clock, runner=runner)
+            sched.start()
+        if console is not None:  # last: the first command finds the scheduler running
+            background.append(asyncio.create_task(console.read_stdin()))
+            print(
+                "liqbot is running. Type /help, /liqmap BTC, /alerts ... (Ctrl-C to stop)",
+                flush=True,
+            )
+        log.info("running (%s mode, instance %s)", feeds.mode, opts.instance)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop_event.wait(), opts.duration_s)
+        log.info("stopping: no new jobs; finishing the ones in progress")
+        if sched is not None:
+            sched.shutdown(wait=False)
+        for task in background:
+            task.cancel()
+        await _wait_for_jobs(runner)
+        return 0
+    finally:
+        for stop in reversed(stops):
+            try:
+                await stop()
+            except Exception:
+                log.exception("error while stopping")
+        await feeds.aclose()
+        await store.close()
+        if tmp is not None:
+            tmp.cleanup()
+
+
+async def _wait_for_jobs(runner: JobRunner, timeout_s: float = 30.0) -> None:
+    """Let running jobs (a drain's in-flight sends) finish; the scheduler starts no new ones."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while any(st.running for st in runner.stats.values()):
+        if asyncio.get_running_loop().time() > deadline:
+            log.warning("jobs still running after %.0fs; stopping anyway", timeout_s)
+            return
+        await asyncio.sleep(0.05)
+
+
+async def _start_platform(
+    platform: str,
+    token: str,
+    settings: Settings,
+    router: CommandRouter,
+    store: Store,
+    senders: Senders,
+) -> Stop:
+    """Start one chat platform in this loop, register its outbox sender; returns its stop."""
+    if platform == "telegram":
+        from bot.telegram_app import build_application
+        from bot.telegram_run import start_application, stop_application
+        from bot.telegram_send import TelegramSender
+
+        tg_pacer = Pacer(settings.pacing.telegram)
+        app = build_application(
+            settings, token, router.handle, tg_pacer, store, specs=COMMAND_SPECS
+        )
+        await start_application(app, settings)
+        senders.by_platform["telegram"] = TelegramSender(app.bot, store, tg_pacer)
+
+        async def stop_telegram() -> None:
+            await stop_application(app)
+
+        return stop_telegram
+    from bot.discord_app import build_client, close, configure_endpoints, start
+    from bot.discord_send import DiscordSender
+
+    dc_pacer = Pacer(settings.pacing.discord)
+    configure_endpoints(settings.discord)
+    bot = build_client(settings, router.handle, dc_pacer, store, specs=COMMAND_SPECS)
+    try:
+        await start(bot, token, sync_state=Path("data/discord_commands.sha256"))
+    except BaseException:
+        await close(bot)
+        raise
+    senders.by_platform["discord"] = DiscordSender(bot.client, dc_pacer)
+
+    async def stop_discord() -> None:
+        await close(bot)
+
+    return stop_discord

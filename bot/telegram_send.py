@@ -1,0 +1,178 @@
+"""Sending a Reply to a Telegram chat, paced, and the outbox :data:`~alerts.delivery.Sender`.
+
+Every message goes through the pacer first (DESIGN §7): interactive replies in their own lane,
+which the pacer serves before broadcasts, so a person never waits behind an alert burst.
+
+Errors, as python-telegram-bot raises them (``BadRequest`` and ``TimedOut`` are
+``NetworkError``s, so the order of the ``except`` clauses matters)::
+
+    TelegramError
+    ├── RetryAfter      429: the pacer backs the chat off; a reply is retried once, an outbox
+    │                   message is a transient failure due again after retry_after
+    ├── Forbidden       403 blocked/kicked: definitive (the drain disables after repeats)
+    ├── ChatMigrated    the group became a supergroup: move the destination, send there once
+    ├── NetworkError
+    │   ├── BadRequest  "chat not found" and friends: definitive; any other: transient
+    │   └── TimedOut    transient (the message may have arrived: delivery is at least once)
+    └── (others)        transient: a bad token or a conflict is no reason to drop a chat
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Awaitable, Callable
+
+from telegram import Bot, Message, ReplyParameters
+from telegram.constants import ParseMode
+from telegram.error import (
+    BadRequest,
+    ChatMigrated,
+    Forbidden,
+    RetryAfter,
+    TelegramError,
+)
+
+from alerts.delivery import SendResult
+from alerts.notifications import GroupedMessage
+from alerts.store import Destination, Store, migrate_destination
+from bot.chat import Reply, notification_reply
+from bot.pacing import Lane, Pacer
+from bot.telegram_render import render
+
+__all__ = ["TelegramSender", "result_of", "retry_after_s", "send_reply"]
+
+log = logging.getLogger(__name__)
+
+# Lower-cased BadRequest descriptions that mean the chat cannot receive anything from us.
+DEFINITIVE_BAD_REQUESTS = (
+    "chat not found",
+    "user is deactivated",
+    "bot was kicked",
+    "bot is not a member",
+    "not enough rights to send",
+    "have no rights to send",
+    "need administrator rights",
+    "chat_write_forbidden",
+)
+
+
+def retry_after_s(exc: RetryAfter) -> float:
+    """The wait a 429 asks for, in seconds: PTB 22 gives an int, or a timedelta with
+    ``PTB_TIMEDELTA=1`` (the coming default, which silences its deprecation warning)."""
+    value = exc.retry_after
+    return value.total_seconds() if isinstance(value, dt.timedelta) else float(value)
+
+
+async def _paced(
+    pacer: Pacer, chat_key: str, lane: Lane, group: bool, call: Callable[[], Awaitable[Message]]
+) -> Message:
+    """One API call after the pacer allows it; a 429 backs the chat off (and, for a reply,
+    is retried once after the pacer lets it through again)."""
+    await pacer.acquire(chat_key, lane=lane, group=group)
+    try:
+        return await call()
+    except RetryAfter as exc:
+        pacer.backoff(lane, chat_key, retry_after_s(exc))
+        if lane != "interactive":
+            raise
+        log.info("telegram 429 on a reply to chat %s; retrying once after the backoff", chat_key)
+    await pacer.acquire(chat_key, lane=lane, group=group)
+    return await call()
+
+
+async def send_reply(
+    bot: Bot,
+    chat_id: str | int,
+    reply: Reply,
+    pacer: Pacer,
+    *,
+    lane: Lane,
+    group: bool,
+    reply_to: int | None = None,
+) -> list[Message]:
+    """Send ``reply`` to ``chat_id`` as HTML messages (photo first, buttons on the last one);
+    raises the TelegramError of the first message that failed."""
+    out = render(reply)
+    key = str(chat_id)
+    quote = ReplyParameters(reply_to, allow_sending_without_reply=True) if reply_to else None
+    sent: list[Message] = []
+
+    def last() -> bool:
+        return len(sent) == out.count - 1
+
+    if out.photo is not None:
+        photo = out.photo
+
+        async def send_photo() -> Message:
+            return await bot.send_photo(
+                chat_id,
+                photo,
+                caption=out.caption,
+                filename=out.photo_name,
+                parse_mode=ParseMode.HTML,
+                disable_notification=out.silent,
+                reply_markup=out.markup if last() else None,
+                reply_parameters=quote,
+            )
+
+        sent.append(await _paced(pacer, key, lane, group, send_photo))
+    for text in out.texts:
+
+        async def send_text(text: str = text) -> Message:
+            return await bot.send_message(
+                chat_id,
+                text,
+                parse_mode=ParseMode.HTML,
+                disable_notification=out.silent,
+                reply_markup=out.markup if last() else None,
+                reply_parameters=quote if not sent else None,
+            )
+
+        sent.append(await _paced(pacer, key, lane, group, send_text))
+    return sent
+
+
+def result_of(exc: TelegramError) -> SendResult:
+    """The delivery outcome a Telegram error means (see the module docstring)."""
+    error = f"{type(exc).__name__}: {exc.message}"
+    if isinstance(exc, RetryAfter):
+        return SendResult.transient(error, retry_after_s(exc))
+    if isinstance(exc, Forbidden):
+        return SendResult.failed(error)
+    if isinstance(exc, BadRequest):
+        text = exc.message.lower()
+        if any(reason in text for reason in DEFINITIVE_BAD_REQUESTS):
+            return SendResult.failed(error)
+    return SendResult.transient(error)
+
+
+class TelegramSender:
+    """The outbox Sender for Telegram destinations (``alerts.delivery.drain(store, sender)``)."""
+
+    def __init__(self, bot: Bot, store: Store, pacer: Pacer) -> None:
+        self.bot = bot
+        self.store = store
+        self.pacer = pacer
+
+    async def _send(self, chat_id: str, reply: Reply, group: bool) -> None:
+        await send_reply(self.bot, chat_id, reply, self.pacer, lane="broadcast", group=group)
+
+    async def __call__(self, dest: Destination, msg: GroupedMessage) -> SendResult:
+        reply = notification_reply(msg)
+        group = dest.type != "private"
+        try:
+            await self._send(dest.chat_id, reply, group)
+        except ChatMigrated as moved:
+            new_id = str(moved.new_chat_id)
+            await migrate_destination(self.store, dest.id, new_id)
+            log.info(
+                "telegram chat %s became %s; destination %s moved", dest.chat_id, new_id, dest.id
+            )
+            try:
+                await self._send(new_id, reply, group)
+            except TelegramError as exc:
+                return result_of(exc)
+        except TelegramError as exc:
+            return result_of(exc)
+        return SendResult.sent()
