@@ -409,11 +409,21 @@ class AlertEngine:
         *,
         limit: int = 100,
         lease_ms: int = 60_000,
+        concurrency: int = 4,
     ) -> DrainResult:
-        """Deliver the due outbox rows with ``send`` (see :mod:`alerts.delivery`)."""
+        """Deliver the due outbox rows with ``send`` (see :mod:`alerts.delivery`), up to
+        ``concurrency`` chats at a time (the platform pacer spaces the sends; a few in flight
+        keep its slots filled while each waits for its round trip)."""
         now = self.now_ms() if now_ms is None else now_ms
         result = await drain(
-            self.store, send, now, worker_id, limit=limit, lease_ms=lease_ms, policy=self.retry
+            self.store,
+            send,
+            now,
+            worker_id,
+            limit=limit,
+            lease_ms=lease_ms,
+            policy=self.retry,
+            concurrency=concurrency,
         )
         for key in result.sent_keys:
             self._sent[key] = now

@@ -142,11 +142,12 @@ class DiscordBot:
             # The first follow-up replaces the public "thinking" message and keeps its
             # visibility; remove it so that the private reply goes out as a new message.
             await interaction.delete_original_response()
+        group = command.chat_type != "private"
         for message in messages:
-            await self.pacer.acquire(
-                command.chat_id, lane="interactive", group=command.chat_type != "private"
-            )
-            await interaction.followup.send(ephemeral=message.ephemeral, **message.send_kwargs())  # type: ignore[call-overload]
+            async with self.pacer.slot(command.chat_id, lane="interactive", group=group):
+                await interaction.followup.send(
+                    ephemeral=message.ephemeral, **message.send_kwargs()
+                )  # type: ignore[call-overload]
 
     async def on_interaction(self, interaction: discord.Interaction) -> None:
         """Button presses: a ``custom_id`` that is a command line runs that command."""

@@ -71,11 +71,10 @@ class DiscordSender:
     async def __call__(self, dest: Destination, msg: GroupedMessage) -> SendResult:
         try:
             target = await self._target(dest.chat_id)
+            group = dest.type != "private"
             for message in render(notification_reply(msg)):
-                await self.pacer.acquire(
-                    dest.chat_id, lane="broadcast", group=dest.type != "private"
-                )
-                await target.send(**message.send_kwargs())  # type: ignore[call-overload]
+                async with self.pacer.slot(dest.chat_id, lane="broadcast", group=group):
+                    await target.send(**message.send_kwargs())  # type: ignore[call-overload]
         except _Unsendable as exc:
             return SendResult.failed(str(exc))
         except (discord.Forbidden, discord.NotFound) as exc:

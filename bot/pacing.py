@@ -1,8 +1,12 @@
 """Send pacing below the platform limits, in two lanes (DESIGN §7).
 
-Every outgoing message first awaits ``Pacer.acquire(chat_key, lane=..., group=...)``; the send
-time is recorded when it returns. The limits are sliding windows (no token bucket, no refill
-burst), each a count of sends allowed in any window of ``period + window_margin_s``:
+Every outgoing message is sent inside ``async with pacer.slot(chat_key, lane=..., group=...)``
+(or between ``acquire`` and ``settle``). A send counts from its grant while it is in flight and
+from its completion once done: the platform counts it on arrival, somewhere in between, and the
+completion is the latest that can be. So a slow upload (a chart) cannot arrive so late that it
+shares a platform window with 30 sends granted a second after it. The limits are sliding
+windows (no token bucket, no refill burst), each a count of sends allowed in any window of
+``period + window_margin_s``:
 
 * all chats, both lanes: ``global_per_s`` per ``1 + margin`` s;
 * one chat, both lanes: ``per_chat_per_s`` per ``1 + margin`` s;
@@ -33,17 +37,19 @@ once it has no waiter, no send inside a window and no backoff.
 from __future__ import annotations
 
 import asyncio
+import bisect
+import contextlib
 import heapq
 import math
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Literal, cast, get_args
 
 from core.config import LaneLimits
 
-__all__ = ["LANES", "Lane", "Pacer", "PacerStats"]
+__all__ = ["LANES", "Grant", "Lane", "Pacer", "PacerStats"]
 
 Lane = Literal["interactive", "broadcast"]
 LANES: tuple[Lane, ...] = get_args(Lane)
@@ -100,10 +106,28 @@ class _Window:
         return sends[len(sends) - self.count] + self.span
 
 
+@dataclass(frozen=True)
+class Grant:
+    """One granted send (``Pacer.acquire``'s answer), to ``settle`` when the send is done."""
+
+    chat: str
+    group: bool
+    at: float
+
+
+def _move(sends: deque[float], old: float, new: float) -> None:
+    """Re-stamp one send of a window from ``old`` to the later ``new``, keeping the order."""
+    try:
+        sends.remove(old)
+    except ValueError:  # already out of the window (the send took longer than the window)
+        return
+    bisect.insort(sends, new)
+
+
 class _Waiter:
     __slots__ = ("chat", "future", "group", "seq")
 
-    def __init__(self, chat: str, group: bool, seq: int, future: asyncio.Future[None]) -> None:
+    def __init__(self, chat: str, group: bool, seq: int, future: asyncio.Future[float]) -> None:
         self.chat = chat
         self.group = group
         self.seq = seq
@@ -182,8 +206,36 @@ class Pacer:
 
     # --- public ------------------------------------------------------------------------------
 
-    async def acquire(self, chat_key: str, *, lane: Lane, group: bool = False) -> None:
-        """Wait until a send to ``chat_key`` in ``lane`` fits every limit; it counts as sent now.
+    @contextlib.asynccontextmanager
+    async def slot(self, chat_key: str, *, lane: Lane, group: bool = False) -> AsyncIterator[Grant]:
+        """``acquire`` on entry, ``settle`` on exit (whatever the send's outcome)."""
+        grant = await self.acquire(chat_key, lane=lane, group=group)
+        try:
+            yield grant
+        finally:
+            self.settle(grant)
+
+    def settle(self, grant: Grant) -> None:
+        """The send of ``grant`` is done: it counts from now (the latest it can have reached the
+        platform) instead of from its grant. Only ever moves a send later, so nothing waiting
+        can become due earlier: no pump is needed."""
+        now = self._clock()
+        if not now > grant.at:
+            return
+        _move(self._global.sends, grant.at, now)
+        chat = self._chats.get(grant.chat)
+        if chat is None:
+            return
+        _move(chat.per_chat.sends, grant.at, now)
+        span = chat.per_chat.span
+        if grant.group:
+            _move(chat.group.sends, grant.at, now)
+            span = max(span, chat.group.span)
+        heapq.heappush(self._idle_checks, (now + span, grant.chat))
+
+    async def acquire(self, chat_key: str, *, lane: Lane, group: bool = False) -> Grant:
+        """Wait until a send to ``chat_key`` in ``lane`` fits every limit; it counts as sent now
+        (until ``settle``).
 
         Cancelling the wait gives up the place in the queue; a slot already granted stays used.
         """
@@ -198,12 +250,13 @@ class Pacer:
             self._push_ready(lane, chat, waiter)
         self._pump()
         try:
-            await waiter.future
+            granted_at = await waiter.future
         except asyncio.CancelledError:
             if not (waiter.future.done() and not waiter.future.cancelled()):
                 self._remove(lane, waiter)
                 self._pump()
             raise
+        return Grant(chat_key, group, granted_at)
 
     def backoff(self, lane: Lane, chat_key: str | None, retry_after_s: float) -> None:
         """Send nothing to ``chat_key`` (None: to anyone) in ``lane`` for ``retry_after_s``.
@@ -356,7 +409,7 @@ class Pacer:
         # Keep to the schedule through a timer that woke a little late, so wake-up latency does
         # not add up over a long broadcast; after a pause (or a wait on a window) start afresh.
         state.last = due if now - due < self._spacing / 2 else now
-        head.future.set_result(None)
+        head.future.set_result(now)
 
     def _pump(self, deadline: float | None = None) -> None:
         """Grant every acquire that may go now, then set the timer for the next change."""

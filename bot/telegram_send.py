@@ -69,16 +69,16 @@ async def _paced(
 ) -> Message:
     """One API call after the pacer allows it; a 429 backs the chat off (and, for a reply,
     is retried once after the pacer lets it through again)."""
-    await pacer.acquire(chat_key, lane=lane, group=group)
     try:
-        return await call()
+        async with pacer.slot(chat_key, lane=lane, group=group):
+            return await call()
     except RetryAfter as exc:
         pacer.backoff(lane, chat_key, retry_after_s(exc))
         if lane != "interactive":
             raise
         log.info("telegram 429 on a reply to chat %s; retrying once after the backoff", chat_key)
-    await pacer.acquire(chat_key, lane=lane, group=group)
-    return await call()
+    async with pacer.slot(chat_key, lane=lane, group=group):
+        return await call()
 
 
 async def send_reply(

@@ -195,7 +195,7 @@ class LaneLimits(_Frozen):
     global_per_s: float = Field(30.0, gt=0)
     per_chat_per_s: float = Field(1.0, gt=0)
     per_group_per_min: float = Field(20.0, gt=0)
-    window_margin_s: float = Field(0.02, ge=0, le=1)  # slack for network jitter
+    window_margin_s: float = Field(0.002, ge=0, le=1)  # clock rounding; sends count until done
 
 
 class PacingSettings(_Frozen):

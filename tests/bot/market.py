@@ -21,7 +21,7 @@ from core.bars import Bars
 from core.config import MapSettings, Settings
 from core.etf import EtfFlows
 from core.etf_report import flow_report
-from core.feeds.types import LiqEvent
+from core.feeds.types import LiqEvent, Side, Venue
 from core.synthetic import synthetic_bars
 
 H = 3_600_000
@@ -50,6 +50,13 @@ def _bars(seed: int, price: float, scale: float = 1.0) -> Bars:
     return Bars(**fields)
 
 
+EVENTS: tuple[tuple[Venue, Side, float], ...] = (
+    ("binance", "short", 2.5e6),
+    ("bybit", "long", 1.2e6),
+    ("binance", "long", 0.4e6),
+)
+
+
 def series_store(
     symbols: Sequence[tuple[str, float]] = (("BTC", 95_000.0), ("ETH", 3_300.0)),
 ) -> SeriesStore:
@@ -59,9 +66,7 @@ def series_store(
         for j, venue in enumerate(("binance", "bybit")):
             store.add_bars(venue, symbol, _bars(7 + k, price, 1 + 0.0002 * j))
         ledger = store.ledger(symbol)
-        for i, (venue, side, usd) in enumerate(
-            (("binance", "short", 2.5e6), ("bybit", "long", 1.2e6), ("binance", "long", 0.4e6))
-        ):
+        for i, (venue, side, usd) in enumerate(EVENTS):
             ts = NOW_MS - 600_000 + i * 1000
             ledger.append(LiqEvent(venue, symbol, side, price, usd / price, usd, ts))
     return store

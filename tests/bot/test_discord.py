@@ -15,7 +15,7 @@ from bot.chat import ArgSpec, Command, CommandSpec, Reply
 from bot.commands import COMMAND_SPECS, CommandRouter
 from bot.discord_app import DiscordBot, build_client, close, configure_endpoints, start
 from bot.discord_send import DiscordSender
-from bot.pacing import Lane, Pacer
+from bot.pacing import Grant, Lane, Pacer
 from core.config import DiscordSettings, Settings
 from tests.bot.market import make_services
 from tests.fakes import discord_payloads as p
@@ -318,9 +318,9 @@ class RecordingPacer(Pacer):
         self.acquired: list[tuple[str, Lane, bool]] = []
         self.backoffs: list[tuple[Lane, str | None, float]] = []
 
-    async def acquire(self, chat_key: str, *, lane: Lane, group: bool = False) -> None:
+    async def acquire(self, chat_key: str, *, lane: Lane, group: bool = False) -> Grant:
         self.acquired.append((chat_key, lane, group))
-        await super().acquire(chat_key, lane=lane, group=group)
+        return await super().acquire(chat_key, lane=lane, group=group)
 
     def backoff(self, lane: Lane, chat_key: str | None, retry_after_s: float) -> None:
         self.backoffs.append((lane, chat_key, retry_after_s))

@@ -28,7 +28,7 @@ from tests.fakes.timing import ManualClock
 
 T = TypeVar("T")
 
-TELEGRAM = LaneLimits()  # 30/s, 1/s per chat, 20/min per group, 0.02 s margin
+TELEGRAM = LaneLimits()  # 30/s, 1/s per chat, 20/min per group, 0.002 s margin
 W = 1.0 + TELEGRAM.window_margin_s  # every window's span, in s (the group one: 60 + margin)
 GROUP_W = 60.0 + TELEGRAM.window_margin_s
 SLOT = W / 30  # a saturated lane frees a global slot this often
@@ -214,7 +214,7 @@ def test_a_group_gets_at_most_its_per_minute_rate() -> None:
 
     h = run(main)
     times = sorted(s.t for s in h.sends)
-    # 1/s for the first 20, then the group window: the 21st once the 1st is 60.02 s old.
+    # 1/s for the first 20, then the group window: the 21st once the 1st is 60 s (+margin) old.
     assert times[:20] == pytest.approx([i * W for i in range(20)], abs=EPS)
     assert times[20:] == pytest.approx([GROUP_W, GROUP_W + W, GROUP_W + 2 * W], abs=EPS)
     check_limits(h.sends, TELEGRAM)
@@ -534,3 +534,43 @@ def test_no_interleaving_of_acquires_and_backoffs_breaks_a_window(
                 assert not t + EPS < send.t < t + op.backoff_s - EPS, (send, op)
     stats = h.pacer.stats()
     assert stats.waiting == {"interactive": 0, "broadcast": 0}
+
+
+# --- sends count until they are done ------------------------------------------------------
+
+
+def test_a_settled_send_counts_from_its_completion() -> None:
+    """A slow upload that reaches the platform late must not share a window with the sends
+    granted a window after its grant: it holds its slot until it is done."""
+    limits = LaneLimits(global_per_s=2, per_chat_per_s=10, window_margin_s=0.0)
+
+    async def main(loop: VirtualLoop) -> list[float]:
+        pacer = Pacer(limits, clock=loop.time)
+        granted: list[float] = []
+
+        async def upload(chat: str, takes: float) -> None:
+            async with pacer.slot(chat, lane="interactive"):
+                granted.append(loop.time())
+                await asyncio.sleep(takes)
+
+        await asyncio.gather(upload("a", 0.3), upload("b", 0.0))
+        await upload("c", 0.0)  # b's slot frees at 1.0; a's, counted from 0.3, at 1.3
+        await upload("d", 0.0)
+        return granted
+
+    assert run(main) == pytest.approx([0.0, 0.0, 1.0, 1.3])
+
+
+def test_slot_settles_even_when_the_send_fails() -> None:
+    limits = LaneLimits(global_per_s=1, per_chat_per_s=10, window_margin_s=0.0)
+
+    async def main(loop: VirtualLoop) -> float:
+        pacer = Pacer(limits, clock=loop.time)
+        with pytest.raises(RuntimeError):
+            async with pacer.slot("a", lane="broadcast"):
+                await asyncio.sleep(0.5)
+                raise RuntimeError("the platform refused it")
+        await pacer.acquire("b", lane="broadcast")
+        return loop.time()
+
+    assert run(main) == pytest.approx(1.5)

@@ -125,11 +125,15 @@ class FakeTelegram:
     async def start(self) -> None:
         app = web.Application()
         app.router.add_route("POST", "/bot{token}/{method}", self._handle)
+        self.add_routes(app)
         self._runner = web.AppRunner(app, shutdown_timeout=0.5)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
         self.port = int(self._runner.addresses[0][1])
+
+    def add_routes(self, app: web.Application) -> None:
+        """More routes before the server starts (tests/fakes/telegram_serve.py's controls)."""
 
     async def stop(self) -> None:
         self._updates_ready.set()  # a pending long poll answers now instead of at its timeout
@@ -254,9 +258,10 @@ class FakeTelegram:
         if request.match_info["token"] != self.token:
             return _error(ApiError(401, "Unauthorized"))
         method = request.match_info["method"].lower()
+        arrived = self.clock()  # a request counts from its arrival, not the end of its upload
         params, files = await _read_params(request)
         async with self._changed:
-            self.calls.append(Call(method, params, self.clock(), files))
+            self.calls.append(Call(method, params, arrived, files))
             self._changed.notify_all()
         try:
             failures = self._failures[method]
@@ -264,7 +269,7 @@ class FakeTelegram:
                 raise failures.popleft()
             if method == "getupdates":
                 return _ok(await self._get_updates(params))
-            return _ok(self._answer(method, params, files))
+            return _ok(self._answer(method, params, files, arrived))
         except ApiError as exc:
             return _error(exc)
 
@@ -280,7 +285,7 @@ class FakeTelegram:
         limit = int(params.get("limit") or 100)
         return self._updates[:limit]
 
-    def _answer(self, method: str, params: Json, files: dict[str, FilePart]) -> Any:
+    def _answer(self, method: str, params: Json, files: dict[str, FilePart], at: float) -> Any:
         if method == "getme":
             return self.bot_user
         if method in ("setmycommands", "deletewebhook", "setwebhook", "answercallbackquery"):
@@ -295,13 +300,13 @@ class FakeTelegram:
             status = "administrator" if user_id in self.admins.get(chat_id, ()) else "member"
             return tu.chat_member(tu.user(user_id), status)
         if method in SENDS:
-            return self._send(method, params, files)
+            return self._send(method, params, files, at)
         if method == "editmessagetext":
             _check_text(params.get("text", ""), params.get("parse_mode"), 4096, "message")
             return self._message(params, {"text": params.get("text", "")})
         raise ApiError(404, "Not Found")
 
-    def _send(self, method: str, params: Json, files: dict[str, FilePart]) -> Json:
+    def _send(self, method: str, params: Json, files: dict[str, FilePart], at: float) -> Json:
         if method == "sendphoto":
             if "photo" not in files:
                 raise ApiError(400, "Bad Request: there is no photo in the request")
@@ -317,14 +322,13 @@ class FakeTelegram:
                 raise ApiError(400, "Bad Request: message text is empty")
             _check_text(text, params.get("parse_mode"), 4096, "message")
             body = {"text": text}
-        self._check_rate(str(params["chat_id"]))
+        self._check_rate(str(params["chat_id"]), at)
         return self._message(params, body)
 
-    def _check_rate(self, chat_key: str) -> None:
+    def _check_rate(self, chat_key: str, now: float) -> None:
         if self._rates is None:
             return
         global_n, chat_n, group_n = self._rates
-        now = self.clock()
         chat_log = self._chat_sent_at[chat_key]
         is_group = self.chats.get(int(chat_key), {}).get("type") in ("group", "supergroup")
         checks = [(self._sent_at, global_n, 1.0), (chat_log, chat_n, 1.0)]
