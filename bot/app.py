@@ -26,20 +26,25 @@ from typing import Any
 
 from alerts.delivery import Sender, SendResult
 from alerts.engine import AlertEngine
+from alerts.leadership import Leadership
 from alerts.notifications import GroupedMessage
-from alerts.scheduler import JobRunner, TickRunner, build_scheduler
 from alerts.store import (
     Destination,
     Store,
     add_subscription,
     list_subscriptions,
     open_store,
+    stats,
     upsert_destination,
 )
 from alerts.subscriptions import Kind, Quotas, Subscription
+from bot.chat import CommandHandler
 from bot.commands import COMMAND_SPECS, CommandRouter
 from bot.console import CONSOLE_CHAT, ConsoleAdapter
 from bot.feeds_setup import MarketFeeds, demo_feeds, live_feeds
+from bot.health_server import HealthServer, health_check
+from bot.leader_duties import LeaderDuties
+from bot.metrics import Metrics
 from bot.pacing import Pacer
 from bot.pipeline import Pipeline
 from bot.services import BotServices
@@ -64,6 +69,7 @@ class RunOptions:
     scenario: str = "news"
     db_url: str | None = None  # overrides database.url (demo default: a temporary SQLite file)
     chart_dir: str = "data/charts"
+    metrics_port: int | None = None  # serve /metrics and /healthz on 127.0.0.1 (None: off)
     instance: str = field(default_factory=lambda: f"{os.uname().nodename}-{os.getpid()}")
 
 
@@ -116,17 +122,6 @@ def drain_every_s(opts: RunOptions) -> float:
     return max(1.0, 0.25 * opts.speed) if opts.demo else 1.0
 
 
-async def _warm_up(pipeline: Pipeline) -> None:
-    """First poll of every venue, ETF flows and a first snapshot, with progress in the log."""
-    now = pipeline.now_ms()
-    for venue in pipeline.feeds.rests:
-        log.info("loading %s bars for %s ...", venue, ", ".join(pipeline.feeds.symbols))
-        await pipeline.poll(venue, now)
-    await pipeline.poll_etf(now)
-    snaps = await pipeline.tick(pipeline.now_ms())
-    log.info("first snapshots: %s", ", ".join(f"{s.symbol} {s.price:,.0f}" for s in snaps))
-
-
 async def run_bot(settings: Settings, opts: RunOptions) -> int:
     """Run until a signal or ``opts.duration_s``; returns the process exit code."""
     tokens = {
@@ -161,14 +156,15 @@ async def run_bot(settings: Settings, opts: RunOptions) -> int:
     store = await open_store(db_url)
     stops: list[Stop] = []
     try:
+        metrics = Metrics()
         engine = AlertEngine(store, settings, feeds.clock)
         pipeline = Pipeline(settings, feeds, store, engine, instance=opts.instance)
+        pipeline.metrics = metrics
         if opts.demo:
             await _seed_demo_alerts(store, pipeline.now_ms())
         await engine.start(pipeline.now_ms())
         pipeline.start_streams()
         stops.append(pipeline.stop_streams)
-        await _warm_up(pipeline)
         services = BotServices(
             settings=settings,
             store=store,
@@ -179,29 +175,44 @@ async def run_bot(settings: Settings, opts: RunOptions) -> int:
             subscriptions_changed=engine.subscriptions_changed,
             clock=feeds.clock,
         )
-        router = CommandRouter(services)
+        handle = metrics.counted_handler(CommandRouter(services).handle)
         senders = Senders()
-        background: list[asyncio.Task[Any]] = []
         console: ConsoleAdapter | None = None
         if opts.demo or opts.console:
-            console = ConsoleAdapter(router.handle, opts.chart_dir)
+            console = ConsoleAdapter(handle, opts.chart_dir)
             senders.by_platform["console"] = console.send
         for platform, token in tokens.items():
             if token:
                 stops.append(
-                    await _start_platform(platform, token, settings, router, store, senders)
+                    await _start_platform(platform, token, settings, handle, store, senders)
                 )
+        senders.by_platform = {
+            p: metrics.timed_sender(p, s) for p, s in senders.by_platform.items()
+        }
 
+        # Only the leader runs the jobs; on SQLite this process leads at once.
         jobs = pipeline.jobs(senders, drain_every_s=drain_every_s(opts))
-        sched: Any = None
-        runner = JobRunner(jobs, feeds.clock, None, settings.alerts)
-        if opts.demo:
-            ticker = TickRunner(jobs, settings.alerts, clock=feeds.clock, runner=runner)
-            background.append(asyncio.create_task(ticker.run(poll_s=0.1)))
-            stops.append(ticker.aclose)
-        else:
-            sched = build_scheduler(jobs, settings.alerts, clock=feeds.clock, runner=runner)
-            sched.start()
+        duties = LeaderDuties(pipeline, jobs, settings, data_clock=opts.demo, clock=feeds.clock)
+
+        async def elected() -> None:
+            metrics.set_leader(opts.instance, True)
+            await duties.lead()
+
+        async def deposed() -> None:
+            metrics.set_leader(opts.instance, False)
+            await duties.follow()
+
+        leadership = Leadership(db_url, opts.instance, on_elected=elected, on_deposed=deposed)
+        pipeline.leadership = leadership
+        await leadership.start()
+        stops.append(leadership.stop)
+        background: list[asyncio.Task[Any]] = [
+            asyncio.create_task(duties.refresh_while_following(settings.alerts.tick_s))
+        ]
+        if opts.metrics_port is not None:
+            stops.append(
+                await _serve_metrics(metrics, pipeline, store, settings, opts.metrics_port)
+            )
         if console is not None:  # last: the first command finds the scheduler running
             background.append(asyncio.create_task(console.read_stdin()))
             print(
@@ -212,11 +223,9 @@ async def run_bot(settings: Settings, opts: RunOptions) -> int:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop_event.wait(), opts.duration_s)
         log.info("stopping: no new jobs; finishing the ones in progress")
-        if sched is not None:
-            sched.shutdown(wait=False)
         for task in background:
             task.cancel()
-        await _wait_for_jobs(runner)
+        await duties.follow()
         return 0
     finally:
         for stop in reversed(stops):
@@ -230,21 +239,28 @@ async def run_bot(settings: Settings, opts: RunOptions) -> int:
             tmp.cleanup()
 
 
-async def _wait_for_jobs(runner: JobRunner, timeout_s: float = 30.0) -> None:
-    """Let running jobs (a drain's in-flight sends) finish; the scheduler starts no new ones."""
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while any(st.running for st in runner.stats.values()):
-        if asyncio.get_running_loop().time() > deadline:
-            log.warning("jobs still running after %.0fs; stopping anyway", timeout_s)
-            return
-        await asyncio.sleep(0.05)
+async def _serve_metrics(
+    metrics: Metrics, pipeline: Pipeline, store: Store, settings: Settings, port: int
+) -> Stop:
+    """``/metrics`` and ``/healthz`` on 127.0.0.1:``port``; returns the server's stop."""
+
+    async def refresh() -> None:
+        view = await pipeline.status()
+        metrics.observe_freshness(view.series, view.now_ms)
+        now = pipeline.now_ms()
+        metrics.observe_outbox(await stats(store, now), now)
+
+    health = health_check(pipeline.status, store, max_tick_age_s=3 * settings.alerts.tick_s)
+    server = HealthServer(metrics, health, port=port, on_scrape=refresh)
+    await server.start()
+    return server.stop
 
 
 async def _start_platform(
     platform: str,
     token: str,
     settings: Settings,
-    router: CommandRouter,
+    handler: CommandHandler,
     store: Store,
     senders: Senders,
 ) -> Stop:
@@ -255,9 +271,7 @@ async def _start_platform(
         from bot.telegram_send import TelegramSender
 
         tg_pacer = Pacer(settings.pacing.telegram)
-        app = build_application(
-            settings, token, router.handle, tg_pacer, store, specs=COMMAND_SPECS
-        )
+        app = build_application(settings, token, handler, tg_pacer, store, specs=COMMAND_SPECS)
         await start_application(app, settings)
         senders.by_platform["telegram"] = TelegramSender(app.bot, store, tg_pacer)
 
@@ -270,7 +284,7 @@ async def _start_platform(
 
     dc_pacer = Pacer(settings.pacing.discord)
     configure_endpoints(settings.discord)
-    bot = build_client(settings, router.handle, dc_pacer, store, specs=COMMAND_SPECS)
+    bot = build_client(settings, handler, dc_pacer, store, specs=COMMAND_SPECS)
     try:
         await start(bot, token, sync_state=Path("data/discord_commands.sha256"))
     except BaseException:

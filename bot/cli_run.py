@@ -57,9 +57,25 @@ def register(sub: Any) -> None:
         help="demo: 'news' replays the Jan 2026 short squeeze (default), 'random' a plain market",
     )
     p.add_argument("--chart-dir", default="data/charts", help="console: where charts are saved")
+    p.add_argument(
+        "--metrics-port",
+        type=_port,
+        metavar="PORT",
+        help="serve Prometheus /metrics and /healthz on 127.0.0.1:PORT (default: off)",
+    )
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.add_argument("--log-format", default="text", choices=["text", "json"])
     p.set_defaults(handler=run)
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number, got {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"a port is 0..65535, got {value}")
+    return value
 
 
 def _positive(text: str) -> float:
@@ -90,5 +106,6 @@ def run(args: argparse.Namespace) -> int:
         scenario=args.scenario,
         db_url=args.db,
         chart_dir=args.chart_dir,
+        metrics_port=args.metrics_port,
     )
     return asyncio.run(run_bot(settings, opts))

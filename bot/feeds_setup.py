@@ -62,16 +62,24 @@ def make_rest_feed(venue: str, feeds: FeedsSettings) -> RestFeed:
     return BybitRest(feeds.bybit.rest_url)
 
 
-def make_stream(venue: str, symbols: tuple[str, ...], feeds: FeedsSettings) -> LiquidationStream:
-    """The liquidation websocket of ``venue`` at its configured URL, for ``symbols``."""
+def make_stream(
+    venue: str, symbols: tuple[str, ...], feeds: FeedsSettings, rest: RestFeed | None = None
+) -> LiquidationStream:
+    """The liquidation websocket of ``venue`` at its configured URL, for ``symbols``.
+
+    OKX reports liquidations in contracts: its stream asks ``rest`` (the OKX REST feed) for
+    each swap's contract value before connecting.
+    """
     if venue == "binance":
         from core.feeds.binance_ws import BinanceLiquidationStream
 
         return BinanceLiquidationStream(symbols, base_url=feeds.binance.ws_url)
     if venue == "okx":
+        from core.feeds.okx import OkxRest
         from core.feeds.okx_ws import OkxLiquidationStream
 
-        return OkxLiquidationStream(symbols, url=feeds.okx.ws_url)
+        okx = rest if isinstance(rest, OkxRest) else OkxRest(feeds.okx.rest_url)
+        return OkxLiquidationStream(symbols, rest=okx, url=feeds.okx.ws_url)
     from core.feeds.bybit_ws import BybitLiquidationStream
 
     return BybitLiquidationStream(symbols, url=feeds.bybit.ws_url)
@@ -87,11 +95,12 @@ def live_feeds(settings: Settings) -> MarketFeeds:
         "sosovalue_key": os.environ.get(KEY_ENV["sosovalue"]),
         "coinglass_key": os.environ.get(KEY_ENV["coinglass"]),
     }
+    rests = {v: make_rest_feed(v, f) for v in settings.bot.venues}
     return MarketFeeds(
         symbols=symbols,
         interval=settings.bot.interval,
-        rests={v: make_rest_feed(v, f) for v in settings.bot.venues},
-        streams={v: make_stream(v, symbols, f) for v in settings.bot.venues},
+        rests=rests,
+        streams={v: make_stream(v, symbols, f, rests[v]) for v in settings.bot.venues},
         etf=EtfFeed.create(f.etf.source, f.etf.cache_dir, **etf_opts),
     )
 

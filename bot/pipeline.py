@@ -20,15 +20,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Sequence
 
 from alerts.delivery import DrainResult, Sender
 from alerts.engine import AlertEngine
+from alerts.leadership import Leadership
 from alerts.scheduler import Job, PollSpec, engine_jobs
 from alerts.series import SeriesStore, bars_for_lookback, poll_bars
 from alerts.snapshots import SnapshotBuilder
 from alerts.store import Store, put_snapshots, stats
 from bot.feeds_setup import MarketFeeds
+from bot.metrics import Metrics
 from bot.services import EtfView, StatusView
 from core.config import Settings
 from core.errors import LiqbotError
@@ -72,6 +75,8 @@ class Pipeline:
         self._report: FlowReport | None = None
         self.last_tick_ms: int | None = None
         self.last_drain: DrainResult | None = None
+        self.metrics: Metrics | None = None  # set by liqbot run
+        self.leadership: Leadership | None = None  # None: this process is the only instance
         self._stream_tasks: list[asyncio.Task[None]] = []
 
     def latest_snapshots(self) -> list[Snapshot]:
@@ -115,12 +120,17 @@ class Pipeline:
 
     async def tick(self, now_ms: int) -> list[Snapshot]:
         """Snapshots of every symbol, stored, then evaluated by the alert engine."""
+        started = time.perf_counter()
         self._streams_alive(now_ms)
         snaps = [b.snapshot for b in self.builder.tick(now_ms)]
         if snaps:
             await put_snapshots(self.store, snaps)
-        await self.engine.tick(now_ms, snaps, self._report, etf_stale=self.etf_stale(now_ms))
+        result = await self.engine.tick(
+            now_ms, snaps, self._report, etf_stale=self.etf_stale(now_ms)
+        )
         self.last_tick_ms = now_ms
+        if self.metrics is not None:
+            self.metrics.observe_tick(time.perf_counter() - started, result, now_ms)
         return snaps
 
     def etf_stale(self, now_ms: int) -> bool:
@@ -132,6 +142,8 @@ class Pipeline:
 
         async def drain(now_ms: int) -> None:
             self.last_drain = await self.engine.drain(send, now_ms, self.instance)
+            if self.metrics is not None:
+                self.metrics.observe_drain("all", self.last_drain)
 
         async def nothing(now_ms: int) -> None:
             return None
@@ -213,14 +225,22 @@ class Pipeline:
         now = self.now_ms()
         self._streams_alive(now)
         outbox = await stats(self.store, now)
+        leader: str | None = self.instance
+        is_leader = True
+        if self.leadership is not None:
+            is_leader = self.leadership.is_leader
+            try:
+                leader = await self.leadership.current_leader()
+            except LiqbotError:  # the database cannot say right now
+                leader = self.instance if is_leader else None
         return StatusView(
             now_ms=now,
             venues=tuple(f.status() for f in self.feeds.rests.values()),
             streams=tuple(s.status() for s in self.feeds.streams.values()),
             series=tuple(self.series.freshness()),
             last_tick_ms=self.last_tick_ms,
-            leader=self.instance,
-            is_leader=True,
+            leader=leader,
+            is_leader=is_leader,
             queue_depth=outbox.pending,
             dead_letters=outbox.dead,
             mode=self.feeds.mode,

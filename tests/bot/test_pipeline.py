@@ -15,10 +15,11 @@ from pathlib import Path
 from alerts.engine import AlertEngine
 from alerts.scheduler import JobRunner, TickRunner
 from alerts.store import Store, find_destination, get_snapshots
-from bot.app import RunOptions, Senders, _demo_settings, _seed_demo_alerts, _warm_up, drain_every_s
+from bot.app import RunOptions, Senders, _demo_settings, _seed_demo_alerts, drain_every_s
 from bot.chat import Reply
 from bot.console import ConsoleAdapter
 from bot.feeds_setup import demo_feeds
+from bot.leader_duties import warm_up
 from bot.pipeline import Pipeline
 from core.config import Settings
 from core.feeds.simulator import NEWS_SWEEP_MS
@@ -48,7 +49,7 @@ async def test_the_demo_jobs_fire_the_news_item_alerts(store: Store, tmp_path: P
         await _seed_demo_alerts(store, start)
         await engine.start(start)
         pipeline.start_streams()
-        await _warm_up(pipeline)
+        await warm_up(pipeline)
         assert {s.symbol for s in pipeline.latest_snapshots()} == {"BTC", "ETH"}
         assert set(await get_snapshots(store)) == {"BTC", "ETH"}  # stored for followers
         jobs = pipeline.jobs(
