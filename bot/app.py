@@ -194,9 +194,14 @@ async def run_bot(settings: Settings, opts: RunOptions) -> int:
         jobs = pipeline.jobs(senders, drain_every_s=drain_every_s(opts))
         duties = LeaderDuties(pipeline, jobs, settings, data_clock=opts.demo, clock=feeds.clock)
 
+        leading: set[asyncio.Task[None]] = set()
+
         async def elected() -> None:
             metrics.set_leader(opts.instance, True)
-            await duties.lead()
+            # In a task: the first poll may take a while and the lease checks must go on.
+            task = asyncio.create_task(duties.lead())
+            leading.add(task)
+            task.add_done_callback(leading.discard)
 
         async def deposed() -> None:
             metrics.set_leader(opts.instance, False)
@@ -206,6 +211,8 @@ async def run_bot(settings: Settings, opts: RunOptions) -> int:
         pipeline.leadership = leadership
         await leadership.start()
         stops.append(leadership.stop)
+        # Leading at once (SQLite, or a free lock): commands find the first snapshot ready.
+        await asyncio.gather(*list(leading))
         background: list[asyncio.Task[Any]] = [
             asyncio.create_task(duties.refresh_while_following(settings.alerts.tick_s))
         ]
@@ -224,6 +231,8 @@ async def run_bot(settings: Settings, opts: RunOptions) -> int:
             await asyncio.wait_for(stop_event.wait(), opts.duration_s)
         log.info("stopping: no new jobs; finishing the ones in progress")
         for task in background:
+            task.cancel()
+        for task in list(leading):  # a start still loading its first data
             task.cancel()
         await duties.follow()
         return 0
