@@ -1,9 +1,11 @@
 """``liqbot run``: config -> store -> feeds -> scheduler -> chat adapters, in one asyncio loop.
 
 Start-up, in order: open (and migrate) the store; open the feeds (live venues, or the seeded
-simulation with ``--demo``); a first poll of every feed and a first snapshot, so ``/liqmap``
-answers at once; the chat adapters whose tokens are set (and the console with ``--demo`` or
-``--console``); then the scheduler.
+simulation with ``--demo``); the chat adapters whose tokens are set (and the console with
+``--demo`` or ``--console``), so deliveries have somewhere to go; then leadership
+(:mod:`alerts.leadership`). The leader makes a first poll of every feed and a first snapshot
+and starts the scheduler (:mod:`bot.leader_duties`); until that first snapshot, ``/liqmap``
+answers that the data is coming. The console starts reading only after it.
 
 Shutdown (SIGTERM, SIGINT, ``--duration``): the scheduler stops starting jobs, the runs in
 progress finish (a drain finishes its in-flight sends and marks them), the adapters stop, the

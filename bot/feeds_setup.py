@@ -52,14 +52,14 @@ def make_rest_feed(venue: str, feeds: FeedsSettings) -> RestFeed:
     if venue == "binance":
         from core.feeds.binance import BinanceRest
 
-        return BinanceRest(feeds.binance.rest_url)
+        return BinanceRest(feeds.binance.rest_url, timeout_s=feeds.timeout_s)
     if venue == "okx":
         from core.feeds.okx import OkxRest
 
         return OkxRest(feeds.okx.rest_url, timeout_s=feeds.timeout_s)
     from core.feeds.bybit import BybitRest
 
-    return BybitRest(feeds.bybit.rest_url)
+    return BybitRest(feeds.bybit.rest_url, timeout_s=feeds.timeout_s)
 
 
 def make_stream(

@@ -134,6 +134,7 @@ class BinanceRest:
         transport: httpx.AsyncBaseTransport | None = None,
         clock: Clock = time.time,
         sleep: Sleep = asyncio.sleep,
+        timeout_s: float = 10.0,
     ) -> None:
         self._clock = clock
         self._owns_http = http is None
@@ -145,6 +146,7 @@ class BinanceRest:
             clock=clock,
             sleep=sleep,
             error_mapper=map_http_error,
+            timeout_s=timeout_s,
         )
 
     def oi_history_start_ms(self) -> int:
