@@ -120,7 +120,8 @@ def _demo_settings(settings: Settings, speed: float) -> Settings:
 
 
 def drain_every_s(opts: RunOptions) -> float:
-    """Outbox drains every second of wall time in data time: a quarter wall second in a demo."""
+    """How often the outbox drains, in data seconds: every second live, and every quarter of a
+    wall second in a demo, whose data time runs ``speed`` times faster."""
     return max(1.0, 0.25 * opts.speed) if opts.demo else 1.0
 
 
