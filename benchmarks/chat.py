@@ -45,7 +45,7 @@ from bot.telegram_run import start_application, stop_application
 from bot.telegram_send import TelegramSender
 from core.config import Settings, TelegramSettings
 from tests.bot.market import NOW_MS, make_services
-from tests.fakes.telegram_api import FakeTelegram
+from tests.fakes.telegram_api import TOKEN
 
 BROADCAST_CHATS = 600
 INTERACTIVE = 50
@@ -68,7 +68,7 @@ def _ms(values: list[float]) -> dict[str, float]:
 class RemoteFake:
     """tests/fakes/telegram_serve.py in a child process, driven over its HTTP controls."""
 
-    token = FakeTelegram().token
+    token = TOKEN
 
     def __init__(self) -> None:
         self.proc: subprocess.Popen[str] | None = None

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import signal
@@ -104,8 +105,8 @@ async def _seed_demo_alerts(store: Store, now_ms: int) -> None:
     if await list_subscriptions(store, dest.id):
         return
     for sub in DEMO_ALERTS:
-        sub = Subscription(**{**sub.__dict__, "destination_id": dest.id, "created_by": "demo"})
-        await add_subscription(store, sub, Quotas(), now_ms)
+        mine = dataclasses.replace(sub, destination_id=dest.id, created_by="demo")
+        await add_subscription(store, mine, Quotas(), now_ms)
 
 
 def _demo_settings(settings: Settings, speed: float) -> Settings:

@@ -63,12 +63,12 @@ def make_rest_feed(venue: str, feeds: FeedsSettings) -> RestFeed:
 
 
 def make_stream(
-    venue: str, symbols: tuple[str, ...], feeds: FeedsSettings, rest: RestFeed | None = None
+    venue: str, symbols: tuple[str, ...], feeds: FeedsSettings, rest: RestFeed
 ) -> LiquidationStream:
     """The liquidation websocket of ``venue`` at its configured URL, for ``symbols``.
 
-    OKX reports liquidations in contracts: its stream asks ``rest`` (the OKX REST feed) for
-    each swap's contract value before connecting.
+    ``rest`` is the venue's REST feed: OKX reports liquidations in contracts, and its stream
+    asks the REST feed for each swap's contract value before connecting.
     """
     if venue == "binance":
         from core.feeds.binance_ws import BinanceLiquidationStream
@@ -78,8 +78,9 @@ def make_stream(
         from core.feeds.okx import OkxRest
         from core.feeds.okx_ws import OkxLiquidationStream
 
-        okx = rest if isinstance(rest, OkxRest) else OkxRest(feeds.okx.rest_url)
-        return OkxLiquidationStream(symbols, rest=okx, url=feeds.okx.ws_url)
+        if not isinstance(rest, OkxRest):
+            raise TypeError(f"the OKX stream needs the OKX REST feed, got {type(rest).__name__}")
+        return OkxLiquidationStream(symbols, rest=rest, url=feeds.okx.ws_url)
     from core.feeds.bybit_ws import BybitLiquidationStream
 
     return BybitLiquidationStream(symbols, url=feeds.bybit.ws_url)

@@ -227,11 +227,9 @@ class Pacer:
         if chat is None:
             return
         _move(chat.per_chat.sends, grant.at, now)
-        span = chat.per_chat.span
         if grant.group:
             _move(chat.group.sends, grant.at, now)
-            span = max(span, chat.group.span)
-        heapq.heappush(self._idle_checks, (now + span, grant.chat))
+        self._check_idle_after(chat, grant.chat, grant.group, now)
 
     async def acquire(self, chat_key: str, *, lane: Lane, group: bool = False) -> Grant:
         """Wait until a send to ``chat_key`` in ``lane`` fits every limit; it counts as sent now
@@ -399,11 +397,9 @@ class Pacer:
         self._pop_head(lane, chat)
         self._global.sends.append(now)
         chat.per_chat.sends.append(now)
-        span = chat.per_chat.span
         if head.group:
             chat.group.sends.append(now)
-            span = max(span, chat.group.span)
-        heapq.heappush(self._idle_checks, (now + span, head.chat))
+        self._check_idle_after(chat, head.chat, head.group, now)
         state.sent += 1
         due = state.last + self._spacing
         # Keep to the schedule through a timer that woke a little late, so wake-up latency does
@@ -470,6 +466,11 @@ class Pacer:
         if keep == 0 or len(sends) < keep:
             return now
         return sends[len(sends) - keep] + self._global.span - self._spacing
+
+    def _check_idle_after(self, chat: _Chat, key: str, group: bool, sent: float) -> None:
+        """Look at dropping ``chat`` once its send at ``sent`` has left its windows."""
+        span = max(chat.per_chat.span, chat.group.span) if group else chat.per_chat.span
+        heapq.heappush(self._idle_checks, (sent + span, key))
 
     def _drop_idle(self, now: float) -> None:
         checks = self._idle_checks

@@ -53,6 +53,7 @@ from tests.fakes import telegram_updates as tu
 
 Json = dict[str, Any]
 SENDS = ("sendmessage", "sendphoto")
+TOKEN = "123456:TEST-token-for-the-fake-server"  # the fake's default bot token
 
 
 @dataclass(frozen=True)
@@ -88,7 +89,7 @@ class FakeTelegram:
 
     def __init__(
         self,
-        token: str = "123456:TEST-token-for-the-fake-server",
+        token: str = TOKEN,
         *,
         username: str = "liqbot_test",
         clock: Callable[[], float] = time.monotonic,
