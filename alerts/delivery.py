@@ -35,6 +35,8 @@ from alerts.store import (
     Store,
     claim,
     get_destination,
+    give_back,
+    holds_lease,
     mark_failed,
     mark_sent,
     record_failure,
@@ -99,10 +101,12 @@ class DrainResult:
     dead: list[int] = field(default_factory=list)
     disabled: list[int] = field(default_factory=list)  # destinations disabled by this drain
     sent_keys: list[str] = field(default_factory=list)
+    left: list[int] = field(default_factory=list)  # not sent: its lease or leadership is gone
+    held: list[int] = field(default_factory=list)  # given back behind a retried row of its chat
 
     @property
     def claimed(self) -> int:
-        return len(self.sent) + len(self.retried) + len(self.dead)
+        return len(self.sent) + len(self.retried) + len(self.dead) + len(self.left) + len(self.held)
 
 
 async def _send(send: Sender, dest: Destination, row: Claimed) -> SendResult:
@@ -127,22 +131,39 @@ async def drain(
     lease_ms: int = 60_000,
     policy: RetryPolicy | None = None,
     concurrency: int = 1,
+    keep_going: Callable[[], bool] | None = None,
 ) -> DrainResult:
     """Claim the due outbox rows (up to ``limit``), send each, and record the outcome.
+
+    ``keep_going`` is asked before each send; once it says no (this instance is no longer
+    the leader), the rest are left unsent, leased: the new leader releases such leases when
+    it takes over (``alerts.store.release_leases``), so each is sent once, by it.
 
     With ``concurrency > 1`` up to that many sends are in flight at once (the sender paces
     them, e.g. bot.pacing), but one destination's messages still go one at a time and in
     outbox order: rows are grouped by destination and each group is sent by its own task, so
     a slow or rate-limited chat holds up only its own messages. With 1, the rows go one by one
     in claim order. The outcome lists are in completion order.
+
+    A row that must be retried holds back the chat's later rows: they go back to the outbox
+    (``give_back``, no attempt counted) due with it, and the claim skips a chat's rows while an
+    older one waits, so each chat gets its messages in outbox order through any failure.
     """
     if concurrency < 1:
         raise ValueError(f"concurrency must be at least 1, got {concurrency}")
-    drainer = _Drainer(store, send, now_ms, worker_id, policy or RetryPolicy())
+    drainer = _Drainer(store, send, now_ms, worker_id, policy or RetryPolicy(), keep_going)
     rows = await claim(store, worker_id, now_ms, limit=limit, lease_ms=lease_ms)
     if concurrency == 1:
+        waiting: dict[int, tuple[int, list[Claimed]]] = {}  # chat -> (due again, held rows)
         for row in rows:
-            await drainer.deliver(row)
+            if row.destination_id in waiting:
+                waiting[row.destination_id][1].append(row)
+                continue
+            retry_at = await drainer.deliver(row)
+            if retry_at is not None:
+                waiting[row.destination_id] = (retry_at, [])
+        for retry_at, held in waiting.values():
+            await drainer.hold_back(held, retry_at)
         return drainer.out
     by_dest: dict[int, list[Claimed]] = {}
     for row in rows:  # claim order is id order: outbox order within each destination
@@ -150,9 +171,12 @@ async def drain(
     slots = asyncio.Semaphore(concurrency)
 
     async def deliver_all(group: list[Claimed]) -> None:
-        for row in group:
+        for i, row in enumerate(group):
             async with slots:  # per send, not per chat: a long queue holds one slot at a time
-                await drainer.deliver(row)
+                retry_at = await drainer.deliver(row)
+            if retry_at is not None:  # the rest wait with it, in order (and free the slot)
+                await drainer.hold_back(group[i + 1 :], retry_at)
+                return
 
     tasks = [asyncio.create_task(deliver_all(group)) for group in by_dest.values()]
     try:
@@ -175,8 +199,15 @@ class _Drainer:
     """
 
     def __init__(
-        self, store: Store, send: Sender, now_ms: int, worker_id: str, policy: RetryPolicy
+        self,
+        store: Store,
+        send: Sender,
+        now_ms: int,
+        worker_id: str,
+        policy: RetryPolicy,
+        keep_going: Callable[[], bool] | None = None,
     ) -> None:
+        self.keep_going = keep_going
         self.store = store
         self.send = send
         self.now_ms = now_ms
@@ -185,10 +216,17 @@ class _Drainer:
         self.out = DrainResult()
         self.dests: dict[int, Destination | None] = {}
 
-    async def deliver(self, row: Claimed) -> None:
-        """Send one claimed row and record the outcome (sent, retried, dead)."""
+    async def deliver(self, row: Claimed) -> int | None:
+        """Send one claimed row and record the outcome (sent, retried, dead); the time it is
+        due again when it must be retried, else None."""
         store, out, policy, dests = self.store, self.out, self.policy, self.dests
         now_ms, worker_id = self.now_ms, self.worker_id
+        if self.keep_going is not None and not self.keep_going():
+            out.left.append(row.id)
+            return None
+        if not await holds_lease(store, row.id, worker_id):
+            out.left.append(row.id)  # released to a new leader, who sends it
+            return None
         if row.destination_id not in dests:
             dests[row.destination_id] = await get_destination(store, row.destination_id)
         dest = dests[row.destination_id]
@@ -198,7 +236,7 @@ class _Drainer:
                 reason += f": {dest.disabled_reason}"
             await mark_failed(store, row.id, reason, None, worker_id=worker_id)
             out.dead.append(row.id)
-            return
+            return None
         result = await _send(self.send, dest, row)
         if result.ok:
             if await mark_sent(store, row.id, now_ms):
@@ -207,7 +245,7 @@ class _Drainer:
             if dest.failures:
                 await record_success(store, dest.id)
                 dests[dest.id] = await get_destination(store, dest.id)
-            return
+            return None
         if result.definitive:
             after = await record_failure(
                 store, dest.id, result.error, disable_after=policy.disable_after
@@ -217,13 +255,21 @@ class _Drainer:
                 await mark_failed(store, row.id, result.error, None, worker_id=worker_id)
                 out.dead.append(row.id)
                 out.disabled.append(dest.id)
-                return
+                return None
         elif row.attempts >= policy.max_attempts:
             await mark_failed(store, row.id, result.error, None, worker_id=worker_id)
             out.dead.append(row.id)
-            return
+            return None
         wait = backoff_ms(row.attempts, policy)
         if result.retry_after_s is not None and not result.definitive:
             wait = max(int(result.retry_after_s * 1000), 0)
         await mark_failed(store, row.id, result.error, now_ms + wait, worker_id=worker_id)
         out.retried.append(row.id)
+        return now_ms + wait
+
+    async def hold_back(self, rows: list[Claimed], until_ms: int) -> None:
+        """A chat's rows behind one that must wait: back to the outbox, due with it, so they
+        do not overtake it (the attempt is not counted)."""
+        if rows:
+            await give_back(self.store, [r.id for r in rows], until_ms, worker_id=self.worker_id)
+            self.out.held.extend(r.id for r in rows)

@@ -410,6 +410,7 @@ class AlertEngine:
         limit: int = 100,
         lease_ms: int = 60_000,
         concurrency: int = 4,
+        keep_going: Callable[[], bool] | None = None,
     ) -> DrainResult:
         """Deliver the due outbox rows with ``send`` (see :mod:`alerts.delivery`), up to
         ``concurrency`` chats at a time (the platform pacer spaces the sends; a few in flight
@@ -424,6 +425,7 @@ class AlertEngine:
             lease_ms=lease_ms,
             policy=self.retry,
             concurrency=concurrency,
+            keep_going=keep_going,
         )
         for key in result.sent_keys:
             self._sent[key] = now

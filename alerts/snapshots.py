@@ -192,9 +192,10 @@ class SnapshotCache:
         if cur is None or cur.snapshot.ts_ms <= build.snapshot.ts_ms:
             self._latest[build.snapshot.symbol] = build
 
-    def seed(self, snapshot: Snapshot) -> None:
-        """Restore a stored snapshot after a restart (no map: the next tick draws one)."""
-        self.put(SnapshotBuild(snapshot, None, None))
+    def seed(self, snapshot: Snapshot, view: LiqMap | None = None, key: str | None = None) -> None:
+        """Take a stored snapshot (after a restart, or a follower's copy of the leader's), with
+        its map view and render key when stored; without, the next tick draws one."""
+        self.put(SnapshotBuild(snapshot, view, key if view is not None else None))
 
     def get(self, symbol: str) -> Snapshot | None:
         build = self._latest.get(symbol)

@@ -92,9 +92,10 @@ class RemoteFake:
         if self.ctl is not None:
             await self.ctl.aclose()
         if self.proc is not None:
-            assert self.proc.stdin is not None
+            assert self.proc.stdin is not None and self.proc.stdout is not None
             self.proc.stdin.close()
             self.proc.wait(10)
+            self.proc.stdout.close()
 
     @property
     def base_url(self) -> str:

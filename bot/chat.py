@@ -12,6 +12,7 @@ Discord ``custom_id`` to 100 characters; :data:`BUTTON_DATA_MAX` is the smaller.
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Literal
@@ -28,6 +29,7 @@ __all__ = [
     "CommandSpec",
     "Platform",
     "Reply",
+    "display_name",
     "notification_reply",
     "split_command",
 ]
@@ -62,12 +64,27 @@ class Command:
     chat_title: str = ""
     guild_id: str | None = None  # Discord: the server of the channel; None elsewhere
 
+    def __post_init__(self) -> None:
+        # The chat's title and the sender's name are stored (a destination's title, a DM's):
+        # PostgreSQL refuses a NUL in text and a lone surrogate cannot be encoded, so a hostile
+        # name would fail the command. Control characters have no place in a name anyway.
+        for name in ("chat_title", "user_name"):
+            value = getattr(self, name)
+            if not value.isprintable():
+                object.__setattr__(self, name, display_name(value))
+
     @classmethod
     def parse(cls, text: str, **where: object) -> Command:
         """A command from a typed line such as ``/liqmap@liqbot btc all``; see
         :func:`split_command`. ``where`` fills the other fields."""
         name, args = split_command(text)
         return cls(name, args, **where)  # type: ignore[arg-type]
+
+
+def display_name(text: str) -> str:
+    """``text`` with control characters (NUL, line breaks) and lone surrogates replaced by a
+    space; everything else kept, emoji sequences and right-to-left marks included."""
+    return "".join(" " if unicodedata.category(c) in ("Cc", "Cs") else c for c in text)
 
 
 def split_command(text: str) -> tuple[str, tuple[str, ...]]:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from alerts.subscriptions import Direction, Kind, Side, Subscription
 from bot.cmd_alert_text import USAGES
 from bot.command_parse import (
+    AmountTooLarge,
     ArgError,
     is_pct,
     looks_numeric,
@@ -249,6 +250,8 @@ def _digest(rest: Sequence[str], symbols: Sequence[str]) -> Subscription:
 def _amount(s: _Slots, tok: str, expected: str = "an amount; try 50m or $1.2B") -> float:
     try:
         return parse_amount(tok)
+    except AmountTooLarge as exc:
+        raise s.error(str(exc)) from None
     except ArgError:
         raise s.error(f"'{shown(tok)}' is not {expected}") from None
 

@@ -30,7 +30,7 @@ def amount_arg(usd: float) -> str:
     for suffix, scale in (("b", 1e9), ("m", 1e6), ("k", 1e3)):
         v = usd / scale
         if v >= 1 and abs(v - round(v, 3)) < 1e-9 * v:
-            return f"{round(v, 3):g}{suffix}"
+            return f"{_num(round(v, 3))}{suffix}"  # never an exponent: 1e6 -> '1000000b'
     return _num(usd)
 
 

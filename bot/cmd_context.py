@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from alerts.store import Destination, upsert_destination
+from alerts.store import Destination, find_destination, upsert_destination
 from alerts.subscriptions import Quotas, Timing
 from bot.chart_cache import ChartCache, VenueMapCache
 from bot.chat import Command, Reply
@@ -78,14 +78,19 @@ class Ctx:
             chat_id = cmd.chat_id
             if cmd.platform == "discord" and cmd.chat_type == "private" and cmd.user_id:
                 chat_id = dm_chat_id(cmd.user_id)
-            self._dest = await upsert_destination(
-                self.services.store,
-                cmd.platform,
-                chat_id,
+            store = self.services.store
+            # Read first: most commands come from known chats, and a write (a commit) per
+            # command would cost more than the command itself.
+            found = await find_destination(store, cmd.platform, chat_id)
+            if found is not None and (found.type, found.title) == (
                 cmd.chat_type,
-                self.now_ms(),
-                cmd.chat_title,
-            )
+                cmd.chat_title[:256],
+            ):
+                self._dest = found
+            else:
+                self._dest = await upsert_destination(
+                    store, cmd.platform, chat_id, cmd.chat_type, self.now_ms(), cmd.chat_title
+                )
         return self._dest
 
     async def dm_destination(self) -> Destination:

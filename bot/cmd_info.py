@@ -96,6 +96,11 @@ async def etf(ctx: Ctx) -> Reply:
     return Reply(tuple(lines), title="Bitcoin ETF flows")
 
 
+def _left(ms: int) -> str:
+    """Time left, rounded up to the minute from a minute on: a wait is never under-stated."""
+    return fmt.age(-(-ms // 60_000) * 60_000 if ms >= 60_000 else ms)
+
+
 def _cut(text: str) -> str:
     return text if len(text) <= _REASON_MAX else text[: _REASON_MAX - 1] + "…"
 
@@ -116,6 +121,10 @@ async def status(ctx: Ctx) -> Reply:
     lines.append(f"Outbox: {v.queue_depth} queued, {v.dead_letters} dead letters")
     for vs in v.venues:
         state = vs.state
+        if state == "open" and vs.open_until_ms is not None:
+            # "open" is circuit-breaker jargon that reads as "working" in a chat: say that the
+            # bot holds off (a ban, a geo-block) and for how long.
+            state = f"paused for {_left(vs.open_until_ms - now)} more"
         if vs.reason:
             state += f" ({_cut(vs.reason)})"
         lines.append(f"{venue_name(vs.venue)} API: {state}")

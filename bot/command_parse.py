@@ -23,8 +23,10 @@ from core.errors import InputError
 from core.feeds.symbols import parse_symbol
 
 __all__ = [
+    "AMOUNT_MAX",
     "MAX_ARGS",
     "MAX_ECHO",
+    "AmountTooLarge",
     "ArgError",
     "is_off",
     "is_pct",
@@ -46,6 +48,9 @@ __all__ = [
 
 MAX_ECHO = 20  # characters of user input quoted back in a message
 MAX_ARGS = 12  # no command takes more; more is a paste gone wrong
+# $1 quadrillion: beyond any market. Larger values only lose digits (a float prints
+# 999999999999b as $999,999,999,999,000,051,712) and read back as no valid command line.
+AMOUNT_MAX = 1e15
 _MAX_TOKEN = 40  # longer tokens are rejected before any regex looks at them
 
 _ASCII = re.ASCII | re.IGNORECASE
@@ -91,6 +96,11 @@ class ArgError(InputError):
     def __init__(self, message: str, usage: str | None = None) -> None:
         super().__init__(message)
         self.usage = usage
+
+
+class AmountTooLarge(ArgError):
+    """An amount that reads fine but is beyond :data:`AMOUNT_MAX` (callers that rephrase
+    "not an amount" errors pass this one on as it is)."""
 
 
 def shown(text: str) -> str:
@@ -153,6 +163,8 @@ def parse_amount(text: str) -> float:
     value = float(m.group(1).replace(",", "")) * _SCALE[(m.group(2) or "").lower()]
     if not (math.isfinite(value) and value > 0):
         raise ArgError(f"'{shown(text)}' is not a positive amount; try 50m or $1.2B")
+    if value > AMOUNT_MAX:
+        raise AmountTooLarge(f"'{shown(text)}' is too large; amounts here are at most 1000000b")
     return value
 
 

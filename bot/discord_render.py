@@ -18,6 +18,7 @@ with exactly that warning silenced, so that test runs with warnings as errors ca
 from __future__ import annotations
 
 import io
+import re
 import warnings
 from dataclasses import dataclass
 
@@ -68,11 +69,16 @@ class DiscordMessage:
         return kw
 
 
+# @everyone, @here, and user and role mentions of any id: discord.utils.escape_mentions breaks
+# only 17-20 digit ids, so '<@123>' would still render as a mention.
+_MENTION = re.compile(r"@(everyone|here|[!&]?[0-9]+)")
+
+
 def escape(text: str) -> str:
     """Plain text made inert on Discord: markdown escaped, @everyone/@here/user/role pings
     broken with a zero-width space (allowed_mentions stops pings too; this keeps the text
     from even looking like one)."""
-    return discord.utils.escape_mentions(discord.utils.escape_markdown(text))
+    return _MENTION.sub("@\u200b\\1", discord.utils.escape_markdown(text))
 
 
 def _pack(lines: list[str], limit: int) -> list[str]:

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from alerts.scheduler import Job, JobRunner, TickRunner, build_scheduler
-from alerts.store import claim_job, get_snapshots
+from alerts.store import StoreError, claim_job, get_snapshot_views, release_leases
 from bot.pipeline import Pipeline
 from core.config import Settings
 
@@ -61,6 +61,10 @@ class LeaderDuties:
         async with self._lock:
             if self._sched is not None or self._ticker is not None:
                 return
+            # Leases of a leader that died mid-drain: due again now, not when they run out.
+            released = await release_leases(self.pipeline.store)
+            if released:
+                log.info("took over %d outbox rows a previous leader had claimed", released)
             if not self._warm:
                 await warm_up(self.pipeline)
                 self._warm = True
@@ -105,9 +109,11 @@ class LeaderDuties:
         while True:
             if not self.leading:
                 try:
-                    for snap in (await get_snapshots(self.pipeline.store)).values():
-                        cache.seed(snap)
-                except Exception:  # the store may be restarting: try again next time
+                    for got in (await get_snapshot_views(self.pipeline.store)).values():
+                        cache.seed(got.snapshot, got.map, got.render_key)
+                except StoreError as exc:  # the database is away (restarting): next time
+                    log.warning("could not read the shared snapshots: %s", exc)
+                except Exception:
                     log.warning("could not read the shared snapshots", exc_info=True)
             await asyncio.sleep(every_s)
 

@@ -86,6 +86,10 @@ class Pipeline:
     def now_ms(self) -> int:
         return int(self.feeds.clock() * 1000)
 
+    def leading(self) -> bool:
+        """Whether this instance may deliver: the leader, or the only instance."""
+        return self.leadership is None or self.leadership.is_leader
+
     # --- jobs ------------------------------------------------------------------------------
 
     async def poll(self, venue: Venue, now_ms: int) -> int:
@@ -122,9 +126,16 @@ class Pipeline:
         """Snapshots of every symbol, stored, then evaluated by the alert engine."""
         started = time.perf_counter()
         self._streams_alive(now_ms)
-        snaps = [b.snapshot for b in self.builder.tick(now_ms)]
+        builds = self.builder.tick(now_ms)
+        snaps = [b.snapshot for b in builds]
         if snaps:
-            await put_snapshots(self.store, snaps)
+            # With the map views: a follower answers /liqmap with the leader's chart.
+            views = {
+                b.snapshot.symbol: (b.map, b.render_key)
+                for b in builds
+                if b.map is not None and b.render_key is not None
+            }
+            await put_snapshots(self.store, snaps, views)
         result = await self.engine.tick(
             now_ms, snaps, self._report, etf_stale=self.etf_stale(now_ms)
         )
@@ -141,7 +152,9 @@ class Pipeline:
         """The scheduler's job set for this pipeline, delivering with ``send``."""
 
         async def drain(now_ms: int) -> None:
-            self.last_drain = await self.engine.drain(send, now_ms, self.instance)
+            self.last_drain = await self.engine.drain(
+                send, now_ms, self.instance, keep_going=self.leading
+            )
             if self.metrics is not None:
                 self.metrics.observe_drain("all", self.last_drain)
 

@@ -30,7 +30,8 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Final
 
 from telegram import (
     Bot,
@@ -40,7 +41,6 @@ from telegram import (
     Chat,
     ChatMember,
     ChatMemberRestricted,
-    Message,
     Update,
     User,
 )
@@ -67,15 +67,19 @@ from alerts.store import (
 from bot.chat import ChatType, Command, CommandHandler, CommandSpec, Reply
 from bot.logs import redact
 from bot.pacing import Pacer
-from bot.telegram_send import send_reply
+from bot.telegram_inbound import CommandMessage, addressed_to_us, chat_kind
+from bot.telegram_render import Rendered, render
+from bot.telegram_send import PhotoIds, send_reply
 from core.config import Settings
 
 __all__ = [
     "ALLOWED_UPDATES",
     "FAILED_TEXT",
     "AdminCache",
+    "InlineAnswer",
     "TelegramAdapter",
     "TgApp",
+    "adapter_of",
     "bot_commands",
     "build_application",
     "command_of",
@@ -92,12 +96,11 @@ PRESENT_STATUSES = (ChatMember.OWNER, ChatMember.ADMINISTRATOR, ChatMember.MEMBE
 # Updates handled at once: a slow /liqmap in one chat must not hold up the others.
 CONCURRENT_UPDATES = 32
 FAILED_TEXT = "Sorry, that failed on our side; it has been logged."
+_ADAPTER: Final = "liqbot.telegram_adapter"  # its key in the Application's bot_data
 
 
 def chat_type(chat: Chat) -> ChatType:
-    if chat.type == Chat.PRIVATE:
-        return "private"
-    return "channel" if chat.type == Chat.CHANNEL else "group"
+    return chat_kind(chat.type)
 
 
 class AdminCache:
@@ -150,6 +153,42 @@ def command_of(text: str, chat: Chat, user: User | None, *, is_admin: bool) -> C
     )
 
 
+@dataclass(frozen=True)
+class InlineAnswer:
+    """A command handled for a webhook: ``call`` is the Bot API call to answer the update
+    with (``{"method": "sendMessage", ...}``), None when the reply went through the API."""
+
+    chat_key: str
+    group: bool
+    call: dict[str, Any] | None
+
+
+def inline_call(
+    chat_id: int, out: Rendered, reply_to: int | None, photo_id: str | None = None
+) -> dict[str, Any] | None:
+    """``out`` as one Bot API call: one text message, or a chart Telegram already holds
+    (``photo_id``) with its caption. None for anything else."""
+    call: dict[str, Any]
+    if out.photo is not None:
+        if photo_id is None or out.texts:
+            return None
+        call = {"method": "sendPhoto", "chat_id": chat_id, "photo": photo_id}
+        if out.caption:
+            call |= {"caption": out.caption, "parse_mode": "HTML"}
+    elif len(out.texts) == 1:
+        call = {"method": "sendMessage", "chat_id": chat_id, "text": out.texts[0]}
+        call["parse_mode"] = "HTML"
+    else:
+        return None
+    if out.silent:
+        call["disable_notification"] = True
+    if out.markup is not None:
+        call["reply_markup"] = out.markup.to_dict()
+    if reply_to:
+        call["reply_parameters"] = {"message_id": reply_to, "allow_sending_without_reply": True}
+    return call
+
+
 def bot_commands(specs: Sequence[CommandSpec], *, admin: bool) -> list[BotCommand]:
     """The command menu: everyone's commands, or (``admin``) all of them."""
     return [BotCommand(s.name, s.summary) for s in specs if admin or not s.admin_only]
@@ -175,12 +214,14 @@ class TelegramAdapter:
         self.admins = admins
         self.clock = clock
         self._token = token
+        self._names = frozenset(s.name.lower() for s in self.specs)
+        self.photos = PhotoIds()  # charts Telegram holds: sent again by file_id
 
     def install(self, app: TgApp) -> None:
         messages = filters.UpdateType.MESSAGE | filters.UpdateType.CHANNEL_POST
         names = [s.name for s in self.specs]
-        app.add_handler(TgCommandHandler(names, self.on_command, filters=messages))
         private = filters.COMMAND & filters.ChatType.PRIVATE & filters.UpdateType.MESSAGE
+        app.add_handler(TgCommandHandler(names, self.on_command, filters=messages))
         app.add_handler(MessageHandler(private, self.on_command))
         app.add_handler(CallbackQueryHandler(self.on_callback))
         app.add_handler(ChatMemberHandler(self.on_my_chat_member, ChatMemberHandler.MY_CHAT_MEMBER))
@@ -195,32 +236,81 @@ class TelegramAdapter:
             bot_commands(self.specs, admin=True), scope=BotCommandScopeAllChatAdministrators()
         )
 
-    async def sender_is_admin(self, bot: Bot, message: Message) -> bool:
-        chat = message.chat
-        if chat.type in (Chat.PRIVATE, Chat.CHANNEL):
+    async def sender_is_admin(self, bot: Bot, msg: CommandMessage) -> bool:
+        if msg.chat_type in (Chat.PRIVATE, Chat.CHANNEL):
             return True
-        if message.sender_chat is not None:
+        if msg.sender_chat_id is not None:
             # Posting as the group itself is an anonymous admin; as another chat, nobody.
-            return message.sender_chat.id == chat.id
-        if message.from_user is None:
+            return msg.sender_chat_id == msg.chat_id
+        if msg.user_id is None:
             return False
-        return await self.admins.is_admin(bot, chat.id, message.from_user.id)
+        return await self.admins.is_admin(bot, msg.chat_id, msg.user_id)
 
     async def _reply(self, bot: Bot, chat: Chat, reply: Reply, reply_to: int | None) -> None:
-        group = chat.type != Chat.PRIVATE
+        await self._reply_to(bot, chat.id, chat.type != Chat.PRIVATE, reply, reply_to)
+
+    async def _reply_to(
+        self, bot: Bot, chat_id: int, group: bool, reply: Reply, reply_to: int | None
+    ) -> None:
         await send_reply(
-            bot, chat.id, reply, self.pacer, lane="interactive", group=group, reply_to=reply_to
+            bot,
+            chat_id,
+            reply,
+            self.pacer,
+            lane="interactive",
+            group=group,
+            reply_to=reply_to,
+            photo_ids=self.photos,
         )
+
+    async def _answer(self, bot: Bot, msg: CommandMessage) -> Reply:
+        cmd = Command.parse(
+            msg.text,
+            platform="telegram",
+            chat_id=str(msg.chat_id),
+            chat_type=msg.kind,
+            user_id=str(msg.user_id) if msg.user_id is not None else "",
+            user_name=msg.user_name,
+            is_admin=await self.sender_is_admin(bot, msg),
+            chat_title=msg.chat_title,
+        )
+        return await self.handler(cmd)
 
     async def on_command(self, update: Update, context: Ctx) -> None:
         message = update.effective_message
         if message is None or not message.text:
             return
-        is_admin = await self.sender_is_admin(context.bot, message)
-        user = None if message.sender_chat is not None else message.from_user
-        cmd = command_of(message.text, message.chat, user, is_admin=is_admin)
-        quote = message.message_id if message.chat.type != Chat.PRIVATE else None
-        await self._reply(context.bot, message.chat, await self.handler(cmd), quote)
+        msg = CommandMessage.of_message(message, update.update_id)
+        reply = await self._answer(context.bot, msg)
+        await self._reply(context.bot, message.chat, reply, msg.quote)
+
+    def takes(self, msg: CommandMessage, bot: Bot) -> bool:
+        """Whether this adapter's command handlers would take ``msg`` (``/cmd@other`` not)."""
+        return addressed_to_us(msg, self._names, bot.username)
+
+    async def answer_inline(self, msg: CommandMessage, bot: Bot) -> InlineAnswer:
+        """A webhook's command, answered: a one-message reply as the call to put in the HTTP
+        response, anything longer through the Bot API."""
+        group = msg.chat_type != Chat.PRIVATE
+        try:
+            reply = await self._answer(bot, msg)
+        except Exception as exc:  # what on_error does for polled updates
+            log.error(
+                "telegram update %s failed: %s",
+                msg.update_id,
+                redact(f"{type(exc).__name__}: {exc}", (self._token,)),
+                exc_info=exc,
+            )
+            reply = Reply.of(FAILED_TEXT, error=True)
+        out = render(reply)
+        photo_id = self.photos.get(out.photo) if out.photo is not None else None
+        call = inline_call(msg.chat_id, out, msg.quote, photo_id)
+        if call is None:
+            try:
+                await self._reply_to(bot, msg.chat_id, group, reply, msg.quote)
+            except TelegramError as exc:  # answered 200 all the same: a retry would repeat it
+                log.warning("telegram: reply to chat %s failed: %s", msg.chat_id, exc.message)
+        return InlineAnswer(str(msg.chat_id), group, call)
 
     async def on_callback(self, update: Update, context: Ctx) -> None:
         query = update.callback_query
@@ -317,4 +407,12 @@ def build_application(
         .build()
     )
     adapter.install(app)
+    app.bot_data[_ADAPTER] = adapter
     return app
+
+
+def adapter_of(app: TgApp) -> TelegramAdapter:
+    """The adapter :func:`build_application` installed in ``app``."""
+    adapter = app.bot_data[_ADAPTER]
+    assert isinstance(adapter, TelegramAdapter)
+    return adapter

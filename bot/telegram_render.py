@@ -57,6 +57,8 @@ def _line(raw: str, bold: bool) -> str:
 def _cut(raw: str, bold: bool, limit: int) -> list[str]:
     """``raw`` in plain pieces whose renderings (escaped, bold) are at most ``limit`` each."""
     room = limit - (tg_len("".join(_BOLD)) if bold else 0)
+    if tg_len(html.escape(raw, quote=False)) <= room:  # nearly every line: no per-char walk
+        return [raw]
     pieces: list[str] = []
     start, used = 0, 0
     for i, ch in enumerate(raw):

@@ -7,10 +7,10 @@ feeds, the scheduler and Discord in the same loop, so it calls these instead::
     ...
     await stop_application(app)                # the reverse
 
-Webhook mode needs ``$LIQBOT_TELEGRAM_WEBHOOK_SECRET``: it is registered with setWebhook,
-Telegram sends it in a header with every update, and PTB's webhook server answers 403 to a
-request without it, so nobody else can post updates. Missing, it is a ConfigError before
-anything is contacted.
+Webhook mode (:mod:`bot.telegram_webhook`) needs ``$LIQBOT_TELEGRAM_WEBHOOK_SECRET``: it is
+registered with setWebhook, Telegram sends it in a header with every update, and the webhook
+server answers 403 to a request without it, so nobody else can post updates. Missing, it is a
+ConfigError before anything is contacted.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from telegram.error import InvalidToken
 
 from bot.telegram_app import ALLOWED_UPDATES, TgApp
+from bot.telegram_webhook import WebhookIngress
 from core.config import Settings
 from core.errors import ConfigError
 
@@ -32,6 +33,7 @@ __all__ = ["WEBHOOK_SECRET_ENV", "start_application", "stop_application", "webho
 log = logging.getLogger(__name__)
 
 WEBHOOK_SECRET_ENV = "LIQBOT_TELEGRAM_WEBHOOK_SECRET"
+_INGRESS = "liqbot.webhook_ingress"  # the running WebhookIngress, in the app's bot_data
 
 
 def webhook_secret(environ: Mapping[str, str] = os.environ) -> str:
@@ -80,14 +82,9 @@ async def start_application(
         if updater is None:
             raise RuntimeError("the Telegram application was built without an updater")
         if secret is not None:
-            await updater.start_webhook(
-                listen=tg.webhook_listen,
-                port=tg.webhook_port,
-                url_path=tg.webhook_path,
-                webhook_url=tg.webhook_url,
-                allowed_updates=ALLOWED_UPDATES,
-                secret_token=secret,
-            )
+            ingress = WebhookIngress(app, tg, secret)
+            app.bot_data[_INGRESS] = ingress
+            await ingress.start()
         else:
             await updater.start_polling(
                 timeout=dt.timedelta(seconds=poll_timeout_s), allowed_updates=ALLOWED_UPDATES
@@ -108,6 +105,9 @@ async def stop_application(app: TgApp) -> None:
 
     The webhook is left registered: other instances behind the same URL keep receiving.
     """
+    ingress = app.bot_data.pop(_INGRESS, None)
+    if isinstance(ingress, WebhookIngress):
+        await ingress.stop()
     if app.updater is not None and app.updater.running:
         await app.updater.stop()
     if app.running:

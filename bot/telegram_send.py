@@ -20,7 +20,9 @@ Errors, as python-telegram-bot raises them (``BadRequest`` and ``TimedOut`` are
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import logging
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 
 from telegram import Bot, Message, ReplyParameters
@@ -40,7 +42,7 @@ from bot.chat import Reply, notification_reply
 from bot.pacing import Lane, Pacer
 from bot.telegram_render import render
 
-__all__ = ["TelegramSender", "result_of", "retry_after_s", "send_reply"]
+__all__ = ["PhotoIds", "TelegramSender", "result_of", "retry_after_s", "send_reply"]
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +83,36 @@ async def _paced(
         return await call()
 
 
+class PhotoIds:
+    """The file_ids Telegram gave our uploaded charts, by content, at most ``maxsize`` (least
+    recently used dropped). A chart sent again goes by id: no upload, and it fits in a
+    webhook's answer. A chart is drawn once per map, so many people get the same bytes."""
+
+    def __init__(self, maxsize: int = 256) -> None:
+        self.maxsize = maxsize
+        self._ids: OrderedDict[bytes, str] = OrderedDict()
+
+    @staticmethod
+    def _key(png: bytes) -> bytes:
+        return hashlib.sha1(png, usedforsecurity=False).digest()
+
+    def get(self, png: bytes) -> str | None:
+        key = self._key(png)
+        found = self._ids.get(key)
+        if found is not None:
+            self._ids.move_to_end(key)
+        return found
+
+    def put(self, png: bytes, file_id: str) -> None:
+        self._ids[self._key(png)] = file_id
+        self._ids.move_to_end(self._key(png))
+        while len(self._ids) > self.maxsize:
+            self._ids.popitem(last=False)
+
+    def forget(self, png: bytes) -> None:
+        self._ids.pop(self._key(png), None)
+
+
 async def send_reply(
     bot: Bot,
     chat_id: str | int,
@@ -90,9 +122,11 @@ async def send_reply(
     lane: Lane,
     group: bool,
     reply_to: int | None = None,
+    photo_ids: PhotoIds | None = None,
 ) -> list[Message]:
     """Send ``reply`` to ``chat_id`` as HTML messages (photo first, buttons on the last one);
-    raises the TelegramError of the first message that failed."""
+    raises the TelegramError of the first message that failed. With ``photo_ids``, a chart
+    sent before goes by its file_id."""
     out = render(reply)
     key = str(chat_id)
     quote = ReplyParameters(reply_to, allow_sending_without_reply=True) if reply_to else None
@@ -104,19 +138,30 @@ async def send_reply(
     if out.photo is not None:
         photo = out.photo
 
-        async def send_photo() -> Message:
+        known = photo_ids.get(photo) if photo_ids is not None else None
+
+        async def send_photo(by_id: str | None = known) -> Message:
             return await bot.send_photo(
                 chat_id,
-                photo,
+                by_id or photo,
                 caption=out.caption,
-                filename=out.photo_name,
+                filename=None if by_id else out.photo_name,
                 parse_mode=ParseMode.HTML,
                 disable_notification=out.silent,
                 reply_markup=out.markup if last() else None,
                 reply_parameters=quote,
             )
 
-        sent.append(await _paced(pacer, key, lane, group, send_photo))
+        try:
+            message = await _paced(pacer, key, lane, group, send_photo)
+        except BadRequest:
+            if known is None or photo_ids is None:
+                raise
+            photo_ids.forget(photo)  # an id Telegram no longer knows: upload it again
+            message = await _paced(pacer, key, lane, group, lambda: send_photo(None))
+        if photo_ids is not None and message.photo:
+            photo_ids.put(photo, message.photo[-1].file_id)  # the largest size
+        sent.append(message)
     for text in out.texts:
 
         async def send_text(text: str = text) -> Message:

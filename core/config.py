@@ -17,6 +17,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -178,6 +179,8 @@ class TelegramSettings(_Frozen):
     webhook_port: int = Field(8443, ge=1, le=65535)
     webhook_path: str = "telegram"
     webhook_url: str = ""  # the public https URL Telegram posts to (webhook mode)
+    webhook_max_connections: int = Field(40, ge=1, le=100)  # Telegram's own bounds
+    webhook_inline_replies: bool = True  # one-message replies in the webhook's HTTP answer
 
 
 class DiscordSettings(_Frozen):
@@ -185,8 +188,33 @@ class DiscordSettings(_Frozen):
 
     api_base: str = "https://discord.com/api/v10"
     gateway_url: str = "wss://gateway.discord.gg"
-    shard_ids: tuple[int, ...] | None = None  # this instance's shards (scale-out); None = all
+    # Before shard_ids, so that shard_ids' check can see it (pydantic validates in order).
     shard_count: int | None = Field(None, ge=1)
+    shard_ids: tuple[int, ...] | None = None  # this instance's shards (scale-out); None = all
+
+    @field_validator("shard_ids")
+    @classmethod
+    def _shard_ids_valid(
+        cls, value: tuple[int, ...] | None, info: ValidationInfo
+    ) -> tuple[int, ...] | None:
+        # Instances split the shards between them by this list: an id out of range would never
+        # connect, a duplicate would connect twice, and discord.py reads [] as "all shards".
+        if value is None:
+            return value
+        count = info.data.get("shard_count")
+        if count is None:
+            if "shard_count" not in info.data:
+                return value  # shard_count itself is invalid: that error is reported
+            raise ValueError("needs discord.shard_count, the number of shards of all instances")
+        if not value:
+            raise ValueError("list at least one shard id, or leave it null for all shards")
+        if bad := [i for i in value if not 0 <= i < count]:
+            raise ValueError(
+                f"ids must be 0 or more and below discord.shard_count ({count}): {bad}"
+            )
+        if len(set(value)) != len(value):
+            raise ValueError("a shard id is listed more than once")
+        return value
 
 
 class LaneLimits(_Frozen):
@@ -250,14 +278,48 @@ def load_settings(path: str | Path | None = None) -> Settings:
     return parse_settings(text, str(found))
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, except that a key given twice in one mapping is an error: YAML
+    would keep the last silently, so a second ``turnover:`` pasted lower down would win."""
+
+
+def _mapping(loader: _StrictLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+    seen: set[object] = set()
+    for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":
+            continue  # '<<' merges may repeat keys on purpose
+        key = loader.construct_object(key_node, deep=True)
+        try:
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}", key_node.start_mark
+                )
+            seen.add(key)
+        except TypeError:  # an unhashable key: the constructor below says so
+            pass
+    return loader.construct_mapping(node)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping)
+
+
+def _yaml_error(name: str, exc: yaml.YAMLError) -> ConfigError:
+    """'config.yaml, line 5: expected ',' or ']', ... (while parsing a flow sequence that
+    starts on line 4)': the line where parsing failed, and where the open construct began."""
+    mark = getattr(exc, "problem_mark", None)
+    where = f", line {mark.line + 1}" if mark is not None else ""
+    problem = getattr(exc, "problem", None) or "invalid YAML"
+    context, start = getattr(exc, "context", None), getattr(exc, "context_mark", None)
+    if context and start is not None and mark is not None and start.line != mark.line:
+        problem += f" ({context} that starts on line {start.line + 1})"
+    return ConfigError(f"{name}{where}: {problem}")
+
+
 def parse_settings(text: str, name: str = "config.yaml") -> Settings:
     try:
-        raw = yaml.safe_load(text)
+        raw = yaml.load(text, Loader=_StrictLoader)  # a SafeLoader: plain data only
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f", line {mark.line + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or "invalid YAML"
-        raise ConfigError(f"{name}{where}: {problem}") from None
+        raise _yaml_error(name, exc) from None
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
@@ -265,10 +327,12 @@ def parse_settings(text: str, name: str = "config.yaml") -> Settings:
     try:
         return Settings.model_validate(raw)
     except ValidationError as exc:
-        err = exc.errors()[0]
+        # An unknown key first: a misspelt key also leaves the key it meant "missing".
+        errors = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")
+        err = errors[0]
         key = ".".join(str(p) for p in err["loc"]) or "(top level)"
-        msg = err["msg"]
+        msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             msg = "unknown key (check the spelling against config.yaml's comments)"
-        more = f" (and {len(exc.errors()) - 1} more problem(s))" if len(exc.errors()) > 1 else ""
+        more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
         raise ConfigError(f"{name}: key '{key}': {msg}{more}") from None

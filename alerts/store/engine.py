@@ -23,6 +23,17 @@ Errors::
     └── StoreError     the database cannot be opened, reached or migrated
 
 No message contains the URL's password.
+
+Outages (the server restarts, fails over, drops the session): a ``Store`` outlives them and
+needs no reopening. The pool pings a connection before handing it out (``pool_pre_ping``), so
+the first call after the server is back replaces the dead connections and succeeds. A call
+made while the server is away raises StoreError at once ("cannot reach the database at ...",
+no retry: the caller's next run is the retry), and a transaction whose connection drops
+midway raises StoreError ("lost the connection ...") and is rolled back by the server. If the
+connection drops during the ``COMMIT`` itself, the outcome is unknown to the client; the
+writes that run unattended are idempotent (outbox dedup keys, ``mark_sent``, state upserts, job
+claims), so the next run repeating them is safe.
+Errors of the SQL itself (a constraint, a lock timeout) are SQLAlchemy's own, unchanged.
 """
 
 from __future__ import annotations
@@ -41,7 +52,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Table, event, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, Connection, make_url
-from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
@@ -86,17 +97,47 @@ class Store:
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
-        """A connection in a read transaction (consistent reads; SQLite: no write lock)."""
-        async with self.engine.connect() as conn, conn.begin():
+        """A connection in a read transaction (consistent reads; SQLite: no write lock).
+
+        StoreError when the server cannot be reached or the connection is lost (see the
+        module docstring); the next call reconnects.
+        """
+        async with self._transaction(write=False) as conn:
             yield conn
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:
-        """A connection in a write transaction: committed on success, rolled back on error."""
-        async with self.engine.connect() as conn:
-            await conn.execution_options(**{_WRITE: True})
-            async with conn.begin():
-                yield conn
+        """A connection in a write transaction: committed on success, rolled back on error.
+
+        StoreError when the server cannot be reached or the connection is lost (see the
+        module docstring); the next call reconnects.
+        """
+        async with self._transaction(write=True) as conn:
+            yield conn
+
+    @asynccontextmanager
+    async def _transaction(self, *, write: bool) -> AsyncIterator[AsyncConnection]:
+        connecting = True
+        try:
+            async with self.engine.connect() as conn:
+                if write:
+                    await conn.execution_options(**{_WRITE: True})
+                async with conn.begin():
+                    connecting = False
+                    yield conn
+        except (OSError, TimeoutError, DBAPIError) as exc:
+            # Only the database's own failures: an OSError of the caller's code inside the
+            # transaction is the caller's. A failed commit is a lost connection too.
+            if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+                raise StoreError(
+                    f"lost the connection to the database at {self.safe_url}: "
+                    f"{_message(exc, self.url)}"
+                ) from exc
+            if connecting and self.dialect == "postgresql":
+                raise StoreError(
+                    f"cannot reach the database at {self.safe_url}: {_message(exc, self.url)}"
+                ) from exc
+            raise
 
     async def close(self) -> None:
         await self.engine.dispose()

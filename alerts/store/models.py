@@ -189,6 +189,14 @@ class OutboxRow(Base):
             postgresql_where=text("sent_ms IS NULL"),
             sqlite_where=text("sent_ms IS NULL"),
         ),
+        # The claim's "an older unsent row of this chat waits" (each chat in order).
+        Index(
+            None,
+            "destination_id",
+            "id",
+            postgresql_where=text("sent_ms IS NULL"),
+            sqlite_where=text("sent_ms IS NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)

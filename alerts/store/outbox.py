@@ -151,14 +151,30 @@ async def claim(
     Each claim counts an attempt. Oldest due first. No row is leased to two workers at once.
     """
     c = outbox.c
+    # A chat's messages go in outbox order: a row waits while an older one of its chat waits
+    # (for a retry, or in another worker's hands). Given up rows do not hold anything back.
+    older = outbox.alias("older")
+    o = older.c
+    held_back = (
+        select(o.id)
+        .where(
+            o.destination_id == c.destination_id,
+            o.id < c.id,
+            o.sent_ms.is_(None),
+            o.next_attempt_ms.is_not(None),
+            or_(o.next_attempt_ms > now_ms, o.claimed_until_ms > now_ms),
+        )
+        .exists()
+    )
     due = and_(
         c.sent_ms.is_(None),
         c.next_attempt_ms.is_not(None),
         c.next_attempt_ms <= now_ms,
         or_(c.claimed_until_ms.is_(None), c.claimed_until_ms <= now_ms),
+        ~held_back,
     )
     async with transaction(db, write=True) as conn:
-        pick = select(c.id).where(due).order_by(c.next_attempt_ms, c.id).limit(limit)
+        pick = select(c.id).where(due).order_by(c.id).limit(limit)
         if conn.dialect.name == "postgresql":
             # Lock the candidates, skipping rows other workers hold. MATERIALIZED: the pick
             # runs once; a re-scanned ``IN (subquery ... LIMIT)`` could pick more than limit.
@@ -177,6 +193,60 @@ async def claim(
         )
         rows = (await conn.execute(stmt)).all()
     return sorted((_claimed(r) for r in rows), key=lambda r: r.id)
+
+
+async def give_back(db: Db, ids: Iterable[int], retry_at_ms: int, *, worker_id: str) -> int:
+    """Return claimed rows unsent, due at ``retry_at_ms``, as if never claimed (the attempt
+    is not counted): a chat's later messages, held back behind one that must wait."""
+    c = outbox.c
+    wanted = list(ids)
+    if not wanted:
+        return 0
+    async with transaction(db, write=True) as conn:
+        stmt = (
+            update(outbox)
+            .where(c.id.in_(wanted), c.sent_ms.is_(None), c.claimed_by == worker_id)
+            .values(
+                claimed_until_ms=None,
+                next_attempt_ms=retry_at_ms,
+                attempts=func.max(c.attempts - 1, 0)
+                if conn.dialect.name == "sqlite"
+                else func.greatest(c.attempts - 1, 0),
+            )
+        )
+        return int((await conn.execute(stmt)).rowcount)
+
+
+async def holds_lease(db: Db, outbox_id: int, worker_id: str) -> bool:
+    """Whether ``worker_id`` still holds the lease on this unsent row: asked right before each
+    send, so a deposed leader whose leases a new one released sends nothing more."""
+    c = outbox.c
+    async with transaction(db, write=False) as conn:
+        stmt = select(c.id).where(
+            c.id == outbox_id,
+            c.sent_ms.is_(None),
+            c.claimed_by == worker_id,
+            c.claimed_until_ms.is_not(None),
+        )
+        return (await conn.execute(stmt)).first() is not None
+
+
+async def release_leases(db: Db) -> int:
+    """End every live lease on an unsent row; how many rows were released.
+
+    A newly elected leader calls this before it drains: only the leader drains, so a lease
+    still live then is a previous leader's (or this instance's before a restart) that died or
+    was deposed mid-drain (DESIGN §8). Its rows are due again at once instead of when the
+    lease runs out; a message that was in flight may be sent a second time.
+    """
+    c = outbox.c
+    async with transaction(db, write=True) as conn:
+        stmt = (
+            update(outbox)
+            .where(c.sent_ms.is_(None), c.claimed_until_ms.is_not(None))
+            .values(claimed_until_ms=None)
+        )
+        return int((await conn.execute(stmt)).rowcount)
 
 
 async def mark_sent(db: Db, outbox_id: int, now_ms: int) -> bool:

@@ -20,6 +20,7 @@ from sqlalchemy import Row, Table, delete, func, select
 
 from alerts.state import NEVER, AlertState, StateArrays, Status
 from alerts.store.engine import Db, dialect_insert, transaction
+from alerts.store.map_codec import map_from_dict, map_to_dict
 from alerts.store.models import (
     AlertStateRow,
     JobClaimRow,
@@ -28,7 +29,7 @@ from alerts.store.models import (
     SubscriptionRow,
 )
 from alerts.subscriptions import Kind
-from core.liqmap import Cluster, CumulativePeaks
+from core.liqmap import Cluster, CumulativePeaks, LiqMap
 from core.snapshot import LiqTotals, Snapshot
 
 alert_state = cast(Table, AlertStateRow.__table__)
@@ -279,12 +280,18 @@ def snapshot_from_dict(data: Mapping[str, Any]) -> Snapshot:
     )
 
 
-async def put_snapshots(db: Db, snaps: Iterable[Snapshot]) -> None:
-    """Store these as the latest snapshot of their symbols (one row per symbol)."""
-    rows = [
-        {"symbol": s.symbol, "ts_ms": s.ts_ms, "payload": snapshot_to_dict(s), "stale": s.is_stale}
-        for s in snaps
-    ]
+async def put_snapshots(
+    db: Db, snaps: Iterable[Snapshot], views: Mapping[str, tuple[LiqMap, str]] | None = None
+) -> None:
+    """Store these as the latest snapshot of their symbols (one row per symbol), each with
+    its map view and render key from ``views`` (by symbol) when given."""
+    views = views or {}
+    rows = []
+    for s in snaps:
+        payload = snapshot_to_dict(s)
+        if s.symbol in views:
+            payload["map"] = map_to_dict(*views[s.symbol])
+        rows.append({"symbol": s.symbol, "ts_ms": s.ts_ms, "payload": payload, "stale": s.is_stale})
     if not rows:
         return
     async with transaction(db, write=True) as conn:
@@ -306,6 +313,27 @@ async def get_snapshot(db: Db, symbol: str) -> Snapshot | None:
         stmt = select(snapshots.c.payload).where(snapshots.c.symbol == symbol)
         payload = (await conn.execute(stmt)).scalar_one_or_none()
         return None if payload is None else snapshot_from_dict(payload)
+
+
+@dataclass(frozen=True, eq=False)
+class StoredSnapshot:
+    """A stored snapshot with its map view and render key (None: stored without one)."""
+
+    snapshot: Snapshot
+    map: LiqMap | None
+    render_key: str | None
+
+
+async def get_snapshot_views(db: Db) -> dict[str, StoredSnapshot]:
+    """The latest stored snapshot of every symbol with its map view, by symbol."""
+    async with transaction(db, write=False) as conn:
+        payloads = (await conn.execute(select(snapshots.c.payload))).scalars().all()
+    out: dict[str, StoredSnapshot] = {}
+    for p in payloads:
+        snap = snapshot_from_dict(p)
+        view, key = map_from_dict(p["map"]) if p.get("map") else (None, None)
+        out[snap.symbol] = StoredSnapshot(snap, view, key)
+    return out
 
 
 async def get_snapshots(db: Db) -> dict[str, Snapshot]:

@@ -175,23 +175,18 @@ async def test_failures_keep_their_semantics_under_concurrency(store: Store) -> 
 
     ok = {f"ok{c}-{i}" for c in (1, 2, 3) for i in range(4)}
     assert keys(result.sent) == ok | {"flaky-0"} == set(result.sent_keys)
-    # Definitive: counted against the chat, retried until the third disables it; the fourth
-    # is never tried. Transient: retried at retry_after, or with backoff.
-    assert keys(result.retried) == {"blocked-0", "blocked-1", "flaky-1", "flaky-2", "flaky-3"}
-    assert keys(result.dead) == {"blocked-2", "blocked-3"} | {f"gone-{i}" for i in range(4)}
-    (disabled,) = result.disabled
-    blocked = await get_destination(store, disabled)
-    assert blocked is not None and blocked.chat_id == "blocked" and not blocked.enabled
-    assert [key for _, key in sender.calls if key.startswith("blocked")] == [
-        "blocked-0",
-        "blocked-1",
-        "blocked-2",
-    ]
+    # A failed row holds back the rest of its chat, so nothing overtakes it: they go back to
+    # the outbox unsent, due with it, their attempt not counted. A disabled chat's rows die.
+    assert keys(result.retried) == {"blocked-0", "flaky-1"}
+    assert keys(result.held) == {"blocked-1", "blocked-2", "blocked-3", "flaky-2", "flaky-3"}
+    assert keys(result.dead) == {f"gone-{i}" for i in range(4)}
+    assert result.disabled == []
+    tried = sorted(key for _, key in sender.calls if key.startswith(("blocked", "flaky")))
+    assert tried == ["blocked-0", "flaky-0", "flaky-1"]  # nothing behind a failed row
     assert not any(key.startswith("gone") for _, key in sender.calls)
-    assert rows["flaky-1"][1] == NOW + 7_000  # the platform's retry_after
-    assert rows["flaky-2"][1] == NOW + 5_000  # a sender that raised: transient, backoff
-    assert rows["blocked-0"][1] == NOW + 5_000
-    assert rows["blocked-3"][1] is None and rows["blocked-3"][2] is not None
+    assert rows["flaky-1"][1] == NOW + 7_000  # the platform's retry_after ...
+    assert rows["flaky-2"][1] == rows["flaky-3"][1] == NOW + 7_000  # ... and the rows behind it
+    assert rows["blocked-0"][1] == rows["blocked-3"][1] == NOW + 5_000  # backoff
     assert "destination disabled" in (rows["gone-0"][2] or "")
     assert sender.peak_per_chat == 1
 
@@ -200,6 +195,27 @@ async def test_failures_keep_their_semantics_under_concurrency(store: Store) -> 
     await clear(store)
     await _failure_scenario(store, concurrency=1)
     assert await rows_by_key(store) == concurrent
+
+
+async def test_a_blocked_chat_is_disabled_over_retries_and_its_queue_dies(store: Store) -> None:
+    """Definitive failures count against the chat: its first row is retried (its later rows
+    held behind it) until the third failure disables the chat; the rest are never tried."""
+    blocked = await chat(store, "blocked")
+    await queue_round_robin(store, {"blocked": blocked}, per_chat=4)
+    sender = Sender(
+        answers={f"blocked-{i}": SendResult.failed("Forbidden: blocked") for i in range(4)}
+    )
+    t = NOW
+    for _ in range(6):
+        await drain(store, sender, t, "w", policy=POLICY, concurrency=4)
+        t += 60_000
+    assert [key for _, key in sender.calls] == ["blocked-0"] * POLICY.disable_after
+    dest = await get_destination(store, blocked)
+    assert dest is not None and not dest.enabled
+    rows = await rows_by_key(store)
+    assert all(
+        rows[f"blocked-{i}"][1] is None and rows[f"blocked-{i}"][0] is None for i in range(4)
+    )
 
 
 async def test_a_store_failure_stops_every_chat_and_propagates(

@@ -92,20 +92,23 @@ async def test_enqueue_joins_the_callers_transaction(store: Store) -> None:
 
 
 async def test_claim_takes_due_rows_in_order_under_a_lease(store: Store) -> None:
-    dest = await chat(store)
+    dest, other = await chat(store), await chat(store, "other")
     await enqueue(store, [envelope(dest, k) for k in "abc"], NOW)
-    await enqueue(store, [envelope(dest, "later")], NOW + 1_000)  # due at NOW + 1000
+    await enqueue(store, [envelope(other, "later")], NOW + 1_000)  # due at NOW + 1000
     first = await claim(store, "w1", NOW, limit=2, lease_ms=LEASE)
     assert [r.dedup_key for r in first] == ["a", "b"]
     r = first[0]
     assert (r.claimed_by, r.claimed_until_ms, r.attempts, r.silent) == ("w1", NOW + LEASE, 1, False)
     assert r.payload == {"headline": "alert a", "n": [1, 2.5, None]}
     assert (r.kind, r.ts_ms, r.subscription_id, r.destination_id) == ("cluster", NOW, 7, dest)
-    assert [x.dedup_key for x in await claim(store, "w2", NOW, 10, LEASE)] == ["c"]
-    assert await claim(store, "w2", NOW + 999, 10, LEASE) == []  # leased, or not due yet
+    # c is due, but its chat's older a and b are in w1's hands: each chat goes in order.
+    assert await claim(store, "w2", NOW + 999, 10, LEASE) == []  # (and later is not due yet)
     assert [x.dedup_key for x in await claim(store, "w2", NOW + 1_000, 10, LEASE)] == ["later"]
     s = await stats(store, NOW + 1_000)
-    assert (s.pending, s.in_flight, s.dead, s.sent, s.oldest_pending_ms) == (4, 4, 0, 0, NOW)
+    assert (s.pending, s.in_flight, s.dead, s.sent, s.oldest_pending_ms) == (4, 3, 0, 0, NOW)
+    await mark_sent(store, first[0].id, NOW + 1_001)
+    await mark_sent(store, first[1].id, NOW + 1_001)
+    assert [x.dedup_key for x in await claim(store, "w2", NOW + 1_002, 10, LEASE)] == ["c"]
 
 
 async def test_an_expired_lease_makes_the_row_claimable_again(store: Store) -> None:
@@ -171,6 +174,9 @@ async def test_failures_retry_later_or_go_dead_but_are_never_lost(store: Store) 
     assert (s.pending, s.in_flight, s.dead) == (1, 1, 1)
     assert await count(store, OutboxRow) == 2  # nothing deleted
     assert await requeue_dead(store, NOW + 6_000, destination_id=dest) == 1
+    # Revived, it waits behind its chat's older row, still in w1's hands, until that is sent.
+    assert await claim(store, "w1", NOW + 6_000, 10, LEASE) == []
+    assert await mark_sent(store, again.id, NOW + 6_000)
     (revived,) = await claim(store, "w1", NOW + 6_000, 10, LEASE)
     assert (revived.dedup_key, revived.attempts) == ("dead", 2)
     assert not await mark_failed(store, 999_999, "gone", None)
@@ -182,9 +188,10 @@ async def test_concurrent_workers_never_claim_the_same_row(
 ) -> None:
     """Several workers, each on its own engine (as separate processes would be), drain one
     outbox at the same time: every row is claimed exactly once."""
-    dest = await chat(store)
+    # 30 chats: a chat's rows go one batch at a time (in order), different chats in parallel.
+    dests = [await chat(store, f"chat{i}") for i in range(30)]
     keys = [f"k{i}" for i in range(300)]
-    await enqueue(store, [envelope(dest, k) for k in keys], NOW)
+    await enqueue(store, [envelope(dests[i % 30], k) for i, k in enumerate(keys)], NOW)
     others = [await open_store(store_url) for _ in range(workers - 1)]
     claimed: dict[str, list[str]] = {}
     # Every worker takes a first batch before any goes on, so all of them hold leases while
@@ -199,6 +206,8 @@ async def test_concurrent_workers_never_claim_the_same_row(
             if first:
                 await started.wait()
                 first = False
+            for r in rows:  # delivered: the chat's next rows may go
+                await mark_sent(db, r.id, NOW)
             await asyncio.sleep(0)
         claimed[name] = got
 

@@ -83,7 +83,7 @@ async def chat(store: Store, chat_id: str = "100") -> int:
 # --- migrations and opening ---------------------------------------------------------------
 
 
-HEAD = "0002"
+HEAD = "0003"
 
 
 def _schema(conn: Connection) -> tuple[set[str], list[object]]:

@@ -10,9 +10,11 @@ from __future__ import annotations
 import asyncio
 import inspect
 import io
+import json
 import logging
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -194,6 +196,19 @@ async def test_liqmap_answers_with_a_png_and_an_escaped_caption(bot: Bot) -> Non
         user_name="Tester",
         is_admin=True,
     )
+
+
+async def test_a_chart_sent_before_goes_by_file_id(bot: Bot, fake: FakeTelegram) -> None:
+    (first,) = await bot.ask(USER, "/liqmap BTC")
+    (second,) = await bot.ask(USER + 7, "/liqmap BTC")
+    assert first.files["photo"].data.startswith(b"\x89PNG")
+    assert not second.files and second.params["photo"] == "photo-1"  # no second upload
+    assert second.params["caption"] == first.params["caption"]
+    fake.photos.clear()  # Telegram forgot it: the next one is uploaded again
+    refused, uploaded = await bot.ask(USER + 8, "/liqmap BTC", n=2)
+    assert refused.params["photo"] == "photo-1" and not refused.files  # 400: unknown id
+    assert uploaded.files["photo"].data == first.files["photo"].data
+    assert list(fake.photos) == ["photo-1"]  # the new upload's id (the fake counts from 1)
 
 
 async def test_alert_is_stored_and_its_button_removes_it(bot: Bot, fake: FakeTelegram) -> None:
@@ -415,9 +430,38 @@ async def test_webhook_mode_refuses_to_start_without_a_secret(
     assert fake.calls == []
 
 
-async def test_webhook_accepts_only_updates_with_the_secret(
-    fake: FakeTelegram, store: Store, pacer: Pacer
-) -> None:
+@dataclass
+class Hook:
+    """A bot in webhook mode: ``post`` plays Telegram, delivering an update to the webhook."""
+
+    fake: FakeTelegram
+    app: TgApp
+    answers: Answers
+    url: str
+    secret: str
+    http: aiohttp.ClientSession
+
+    async def post(
+        self, update: object, *, secret: str | None = None, raw: bytes | None = None
+    ) -> tuple[int, dict[str, object] | None]:
+        """The webhook's status and the Bot API call in its answer (None: an empty answer)."""
+        header = self.secret if secret is None else secret
+        headers = {"X-Telegram-Bot-Api-Secret-Token": header} if header else {}
+        body = raw if raw is not None else json.dumps(update).encode()
+        headers["Content-Type"] = "application/json"
+        async with self.http.post(self.url, data=body, headers=headers) as resp:
+            data = await resp.read()
+            if resp.status != 200 or not data:
+                return resp.status, None
+            answer = json.loads(data)
+            assert isinstance(answer, dict)
+            return resp.status, answer
+
+
+@asynccontextmanager
+async def webhook_bot(
+    fake: FakeTelegram, store: Store, pacer: Pacer, **telegram: object
+) -> AsyncIterator[Hook]:
     port = free_port()
     settings = settings_for(
         fake,
@@ -426,30 +470,137 @@ async def test_webhook_accepts_only_updates_with_the_secret(
         webhook_port=port,
         webhook_path="tg-hook",
         webhook_url="https://bot.example/tg-hook",
+        **telegram,
     )
-    router = CommandRouter(make_services(store, settings).services)
-    app = build_application(settings, fake.token, router.handle, pacer, store, specs=COMMAND_SPECS)
+    answers = Answers(CommandRouter(make_services(store, settings).services))
+    app = build_application(settings, fake.token, answers, pacer, store, specs=COMMAND_SPECS)
     secret = "s3cret_-value"
     await start_application(app, settings, environ={WEBHOOK_SECRET_ENV: secret})
     try:
-        (hook,) = fake.calls_to("setWebhook")
-        assert hook.params["url"] == "https://bot.example/tg-hook"
-        assert hook.params["secret_token"] == secret
-        url = f"http://127.0.0.1:{port}/tg-hook"
-        statuses = []
         async with aiohttp.ClientSession() as http:
-            for i, header in enumerate((None, "wrong", secret)):
-                update = fake.command_update(USER, f"/help {i}")
-                headers = {"X-Telegram-Bot-Api-Secret-Token": header} if header else {}
-                async with http.post(url, json=update, headers=headers) as resp:
-                    statuses.append(resp.status)
-        assert statuses == [403, 403, 200]
-        (reply,) = await replies(fake, USER)
-        assert "/2" in text_of(reply)  # the third update: "/help 2" (there is no /2 command)
-        assert len(fake.calls_to("sendMessage")) == 1  # the refused two never reached PTB
-        assert not fake.calls_to("getUpdates")
+            url = f"http://127.0.0.1:{port}/tg-hook"
+            yield Hook(fake, app, answers, url, secret, http)
     finally:
         await stop_application(app)
+
+
+async def test_webhook_accepts_only_updates_with_the_secret(
+    fake: FakeTelegram, store: Store, pacer: Pacer
+) -> None:
+    async with webhook_bot(fake, store, pacer) as hook:
+        (registered,) = fake.calls_to("setWebhook")
+        assert registered.params["url"] == "https://bot.example/tg-hook"
+        assert registered.params["secret_token"] == hook.secret
+        assert registered.params["max_connections"] in (40, "40")  # form-encoded
+        answers = [
+            await hook.post(fake.command_update(USER, f"/help {i}"), secret=header)
+            for i, header in enumerate(("", "wrong", hook.secret))
+        ]
+        assert [status for status, _ in answers] == [403, 403, 200]
+        call = answers[2][1]
+        assert call is not None and call["method"] == "sendMessage"
+        assert call["chat_id"] == USER and call["parse_mode"] == "HTML"
+        assert "/2" in str(call["text"])  # the third update: "/help 2" (there is no /2 command)
+        assert [c.args for c in hook.answers.seen] == [("2",)]  # the refused two did nothing
+        assert not fake.calls_to("sendMessage") and not fake.calls_to("getUpdates")
+
+
+async def test_webhook_answers_like_polling_does(
+    fake: FakeTelegram, store: Store, pacer: Pacer
+) -> None:
+    """The webhook reads command messages from the raw JSON: the Commands it builds (admin
+    checks included) are the ones PTB's polling path builds for the same updates."""
+    fake.admins[GROUP] = {7}
+    updates = [
+        fake.command_update(USER, "/liqs BTC"),
+        fake.command_update(GROUP, "/subscribe cluster BTC", user_id=7, chat_type="supergroup"),
+        fake.command_update(GROUP, "/subscribe cluster BTC", user_id=8, chat_type="supergroup"),
+        fake.command_update(GROUP, "/status", chat_type="supergroup", sender_chat_id=GROUP),
+        fake.command_update(GROUP, "/status@liqbot_test", chat_type="supergroup"),
+        fake.command_update(GROUP, "/status@some_other_bot", chat_type="supergroup"),
+        fake.command_update(GROUP, "/nosuchcommand", chat_type="supergroup"),
+        fake.command_update(USER, "/nosuchcommand"),
+    ]
+    async with webhook_bot(fake, store, pacer) as hook:
+        calls = [await hook.post(u) for u in updates]
+        seen_by_webhook = list(hook.answers.seen)
+    assert [status for status, _ in calls] == [200] * len(updates)
+    answered = [call is not None for _, call in calls]
+    assert answered == [True, True, True, True, True, False, False, True]
+    group_call = calls[1][1]
+    assert group_call is not None and group_call["reply_parameters"] == {
+        "message_id": updates[1]["message"]["message_id"],
+        "allow_sending_without_reply": True,
+    }
+    assert "reply_parameters" not in (calls[0][1] or {})  # private chats are not quoted
+
+    settings = settings_for(fake)
+    answers = Answers(CommandRouter(make_services(store, settings).services))
+    app = build_application(settings, fake.token, answers, pacer, store, specs=COMMAND_SPECS)
+    await start_application(app, settings, poll_timeout_s=1)
+    try:
+        for update in updates:
+            fake._queue(update)
+        await eventually(lambda: len(answers.seen) >= len(seen_by_webhook))
+        await asyncio.sleep(0.2)  # anything extra (an ignored update answered) would show
+    finally:
+        await stop_application(app)
+    # Polling handles updates concurrently, so in any order.
+    assert sorted(map(repr, answers.seen)) == sorted(map(repr, seen_by_webhook))
+    assert [c.is_admin for c in seen_by_webhook] == [True, True, False, True, False, True]
+
+
+async def test_webhook_sends_charts_and_long_replies_through_the_api(
+    fake: FakeTelegram, store: Store, pacer: Pacer
+) -> None:
+    async with webhook_bot(fake, store, pacer) as hook:
+        status, call = await hook.post(fake.command_update(USER, "/liqmap BTC"))
+        assert (status, call) == (200, None)
+        (photo,) = fake.calls_to("sendPhoto")
+        assert photo.chat_id == str(USER) and photo.files["photo"].data.startswith(b"\x89PNG")
+        # The same chart again: Telegram holds it, so it goes by file_id in the answer.
+        status, call = await hook.post(fake.command_update(USER + 1, "/liqmap BTC"))
+        assert status == 200 and call is not None
+        assert call["method"] == "sendPhoto" and call["chat_id"] == USER + 1
+        assert call["photo"] == "photo-1" and call["photo"] in fake.photos
+        assert str(call["caption"]).startswith("<b>BTC liquidation map")
+        assert len(fake.calls_to("sendPhoto")) == 1  # one upload in all
+
+
+async def test_webhook_passes_other_updates_to_the_application(
+    fake: FakeTelegram, store: Store, pacer: Pacer
+) -> None:
+    """A button press is not a command message: PTB's handlers take it, as when polling."""
+    async with webhook_bot(fake, store, pacer) as hook:
+        fake.inject_callback(USER, "/liqs ETH")
+        (update,) = fake._updates  # queued for getUpdates, which nobody calls: post it instead
+        status, call = await hook.post(update)
+        assert (status, call) == (200, None)
+        (reply,) = await replies(fake, USER)
+        assert "ETH" in text_of(reply)
+        await fake.wait_for("answerCallbackQuery")
+
+
+async def test_webhook_refuses_bodies_that_are_not_updates(
+    fake: FakeTelegram, store: Store, pacer: Pacer
+) -> None:
+    async with webhook_bot(fake, store, pacer) as hook:
+        bad: list[bytes] = [b"not json", b"[1, 2]", b'{"message": {"text": "/help"}}', b"{"]
+        statuses = [(await hook.post(None, raw=body))[0] for body in bad]
+        assert statuses == [400, 400, 400, 400]
+        assert hook.answers.seen == [] and not fake.calls_to("sendMessage")
+        status, call = await hook.post(fake.command_update(USER, "/help"))
+        assert status == 200 and call is not None  # and it carries on
+
+
+async def test_webhook_can_send_every_reply_through_the_api(
+    fake: FakeTelegram, store: Store, pacer: Pacer
+) -> None:
+    async with webhook_bot(fake, store, pacer, webhook_inline_replies=False) as hook:
+        status, call = await hook.post(fake.command_update(USER, "/liqs BTC"))
+        assert (status, call) == (200, None)
+        (reply,) = await replies(fake, USER)
+        assert "BTC" in text_of(reply)
 
 
 async def test_a_rejected_token_is_a_config_error_that_does_not_quote_it(

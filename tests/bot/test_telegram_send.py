@@ -223,7 +223,8 @@ async def test_a_429_backs_the_chat_off_for_retry_after(
     fake: FakeTelegram, bot: Bot, store: Store, clock: ManualClock
 ) -> None:
     """With limits too high to pace anything, the fake refuses the second message to a chat
-    within a second; the backoff then holds the third back until the fake takes it."""
+    within a second. The third is held back behind it (not sent out of order); the next drain,
+    once the retry is due, sends both in order, the pacer having waited out the backoff."""
     fake.enforce_rates()
     unlimited = Pacer(
         LaneLimits(global_per_s=1e6, per_chat_per_s=1e6, per_group_per_min=1e6),
@@ -232,6 +233,15 @@ async def test_a_429_backs_the_chat_off_for_retry_after(
     )
     dest = await destination(store, PRIVATE, "private")
     await queue(store, *(cross(dest, n) for n in range(3)))
-    result = await drain(store, TelegramSender(bot, store, unlimited), NOW_MS, "w1")
-    assert (len(result.sent), len(result.retried), fake.rejected_429) == (2, 1, 1)
+    sender = TelegramSender(bot, store, unlimited)
+    result = await drain(store, sender, NOW_MS, "w1")
+    assert (len(result.sent), len(result.retried), len(result.held)) == (1, 1, 1)
+    assert fake.rejected_429 == 1
+    retry_at = NOW_MS + 1_000  # the fake's retry_after
+    assert (await drain(store, sender, retry_at - 1, "w1")).claimed == 0  # not due yet
+    for t in range(retry_at, retry_at + 5_000, 1_000):  # (the third may meet a 429 too)
+        await drain(store, sender, t, "w1")
     assert clock.sleeps and sum(clock.sleeps) >= 1.0
+    assert len(fake.delivered) == 3
+    prices = [int(str(c.params["text"]).split("96,")[1][:3]) for c in fake.delivered]
+    assert prices == sorted(prices) and len(prices) == 3  # 96,000, 96,001, 96,002: in order

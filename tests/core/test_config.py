@@ -85,6 +85,33 @@ def test_partial_config_overrides_only_its_keys() -> None:
         ("map: 5\n", "map", "dictionary"),
         ("calibration:\n  intensity_weight: -1\n", "calibration.intensity_weight", "greater"),
         ("etf:\n  recent_days: 0\n", "etf.recent_days", "greater than or equal to 1"),
+        # nested sections, wrong types, lists
+        ("feeds:\n  binance:\n    rest_urll: http://x\n", "feeds.binance.rest_urll", "unknown key"),
+        ("feeds:\n  timeout: 5\n", "feeds.timeout", "unknown key"),
+        (
+            "pacing:\n  telegram:\n    global_per_s: fast\n",
+            "pacing.telegram.global_per_s",
+            "number",
+        ),
+        (
+            "pacing:\n  discord:\n    per_chat_per_s: 0\n",
+            "pacing.discord.per_chat_per_s",
+            "greater than 0",
+        ),
+        (
+            "feeds:\n  okx:\n    rest_url: ftp://x\n    ws_url: wss://y\n",
+            "feeds.okx.rest_url",
+            "expected an http(s):// or ws(s):// URL",
+        ),
+        ("feeds:\n  etf:\n    source: bloomberg\n", "feeds.etf.source", "farside"),
+        ("bot:\n  venues: [binance, ftx]\n", "bot.venues.1", "'binance', 'okx' or 'bybit'"),
+        ("bot:\n  symbols: [BTC, 'b t c']\n", "bot.symbols", "Unknown symbol b t c"),
+        ("bot:\n  symbols: []\n", "bot.symbols", "at least one symbol"),
+        ("bot: [BTC]\n", "bot", "dictionary"),
+        ("database:\n  url: mysql://db/liqbot\n", "database.url", "postgresql+asyncpg://"),
+        ("telegram:\n  webhook_port: 70000\n", "telegram.webhook_port", "65535"),
+        ("alerts:\n  tick_s: [1, 2]\n", "alerts.tick_s", "number"),
+        ("map:\n  custom_tiers: {x: 1}\n", "map.custom_tiers.x.[key]", "number"),
     ],
 )
 def test_bad_values_name_the_key_and_the_file(text: str, key: str, fragment: str) -> None:
@@ -93,7 +120,18 @@ def test_bad_values_name_the_key_and_the_file(text: str, key: str, fragment: str
     message = str(info.value)
     assert message.startswith(f"my.yaml: key '{key}': "), message
     assert fragment in message
+    assert "Value error" not in message  # pydantic's prefix says nothing to a person
     assert isinstance(info.value, InputError)
+
+
+def test_a_misspelt_key_is_named_before_the_key_it_leaves_missing() -> None:
+    # rest_urll instead of rest_url: also "rest_url: Field required"; the typo is the cause.
+    with pytest.raises(ConfigError) as info:
+        parse_settings("feeds:\n  bybit:\n    ws_url: wss://x\n    rest_urll: https://y\n")
+    assert str(info.value) == (
+        "config.yaml: key 'feeds.bybit.rest_urll': unknown key (check the spelling against "
+        "config.yaml's comments) (and 1 more problem(s))"
+    )
 
 
 def test_several_problems_are_counted() -> None:
@@ -111,6 +149,20 @@ def test_bad_lookback_names_the_key() -> None:
     [
         ("map:\n  turnover: [0.1\n", "my.yaml, line "),
         ("map:\n\tturnover: 0.1\n", "my.yaml, line 2"),
+        (
+            "map:\n  tiers: full\n  turnover: 0.2\n  entry: [range\n",
+            "my.yaml, line 5: expected ',' or ']', but got '<stream end>' (while parsing a flow "
+            "sequence that starts on line 4)",
+        ),
+        ("map:\n  tiers: 'full\n", "my.yaml, line 3: found unexpected end of stream"),
+        ("map:\n  tiers: full\n   turnover: 0.2\n", "my.yaml, line 3: mapping values are not"),
+        ("map:\n  turnover: 0.1\n  turnover: 0.2\n", "my.yaml, line 3: duplicate key 'turnover'"),
+        ("map:\n  tiers: full\nbot: {}\nmap:\n  turnover: 0\n", "my.yaml, line 4: duplicate key"),
+        (
+            "feeds:\n  binance:\n    rest_url: http://a\n    rest_url: http://b\n",
+            "my.yaml, line 4: duplicate key 'rest_url'",
+        ),
+        ("map:\n  custom_tiers: {[1]: 2}\n", "my.yaml, line 2: found unhashable key"),
         ("- a\n- b\n", "my.yaml: expected a mapping of sections at the top level"),
         ("just text\n", "expected a mapping"),
     ],

@@ -13,11 +13,18 @@ REST under ``/api/v10`` (the routes are listed in :data:`ROUTES`): the login cal
 sync (``PUT .../commands``, the last upload kept in ``commands``), interaction callbacks (200
 with an InteractionCallback body, as discord.py requires), follow-ups and ``@original``,
 channel messages, channel and user lookups, DM creation. Every request is recorded
-(:class:`Recorded`: route, JSON body or multipart ``payload_json``, files);
-``await wait_for(route)`` waits for one. ``fail_next(route, status)`` makes the next request
-to a route fail (a 429 gets ``Via`` and ``retry_after``, without which discord.py reads a
-Cloudflare ban). Responses carry ``Content-Type: application/json`` exactly: discord.py
-parses nothing else.
+(:class:`Recorded`: route, JSON body or multipart ``payload_json``, files, arrival time on
+``clock``, the answer's status); ``await wait_for(route)`` waits for one.
+``fail_next(route, status)`` makes the next request to a route fail (a 429 gets ``Via`` and
+``retry_after``, without which discord.py reads a Cloudflare ban). Responses carry
+``Content-Type: application/json`` exactly: discord.py parses nothing else.
+
+Fault injection beyond ``fail_next``: ``set_faults(plan)`` asks ``plan(request)`` about every
+REST request (after any ``fail_next``); a :class:`Fault` answers it with its status (a 429
+with its ``retry_after`` and ``global`` flag). The fault is answered *before* the message is
+accepted, unless ``Fault(..., accepted=True)``: then the message is created first (a 5xx from
+a gateway that timed out on a backend that took it), so a client that retries duplicates it.
+``Recorded.accepted`` says whether a message-creating request left a message.
 
 The gateway at ``/gateway`` speaks JSON text frames: HELLO, heartbeat ACKs, IDENTIFY -> READY
 (the shard the client asked for) and a GUILD_CREATE per server of that shard, RESUME ->
@@ -30,6 +37,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -57,6 +65,7 @@ ROUTES = (
     "POST /channels/{id}/messages",
     "GET /channels/{id}",
 )
+MESSAGE_ROUTES = ("POST /channels/{id}/messages", "POST /webhooks/{app}/{token}")
 _PARTS = {"{app}": r"(?P<app>\d+)", "{id}": r"(?P<id>\d+)", "{token}": r"(?P<token>[^/]+)"}
 
 
@@ -98,6 +107,10 @@ class Recorded:
     files: list[Attachment] = field(default_factory=list)
     authorization: str | None = None
     status: int = 200
+    at: float = 0.0  # arrival, on the fake's clock
+    accepted: bool = False  # a message-creating request that left a message
+    retry_after: float | None = None  # of a 429 answer
+    global_limit: bool = False  # a 429 answer flagged global
 
     @property
     def embeds(self) -> list[Json]:
@@ -124,12 +137,48 @@ def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -
     return web.Response(status=status, body=json.dumps(data).encode(), headers=head)
 
 
+@dataclass(frozen=True)
+class Fault:
+    """A fault plan's answer to one request (see the module docstring)."""
+
+    status: int
+    retry_after: float = 60.0  # a 429's
+    global_limit: bool = False  # a 429's "global" flag: discord.py then holds every request
+    accepted: bool = False  # create the message first, then answer the error
+    body: Json | None = None
+
+
+FaultPlan = Callable[["Recorded"], Fault | None]
+
+
+def _failure(fault: Fault) -> web.Response:
+    """An error response as Discord sends it: a 429 carries ``Via`` (else discord.py reads a
+    Cloudflare ban), ``retry_after`` and ``global`` in the body and ``Retry-After``."""
+    body, headers = fault.body, {}
+    if fault.status == 429:
+        body = dict(body or {"message": "You are being rate limited."})
+        body.setdefault("retry_after", fault.retry_after)
+        body.setdefault("global", fault.global_limit)
+        headers = {"Via": "1.1 google", "Retry-After": str(fault.retry_after)}
+        if fault.global_limit:
+            headers["X-RateLimit-Global"] = "true"
+            headers["X-RateLimit-Scope"] = "global"
+    return _json(body or {"message": f"fake {fault.status}", "code": 0}, fault.status, headers)
+
+
 class FakeDiscord:
     """See the module docstring. ``guilds`` are GUILD_CREATE payloads sent after READY;
     ``channels`` and ``users`` (id -> payload) answer the lookups (the guilds' channels are
     added)."""
 
-    def __init__(self, guilds: Sequence[Json] = (), users: Sequence[Json] = ()) -> None:
+    def __init__(
+        self,
+        guilds: Sequence[Json] = (),
+        users: Sequence[Json] = (),
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.clock = clock
         self.guilds = list(guilds)
         self.channels: dict[int, Json] = {
             int(c["id"]): {**c, "guild_id": g["id"]} for g in self.guilds for c in g["channels"]
@@ -139,7 +188,8 @@ class FakeDiscord:
         self.identifies: list[Json] = []
         self.commands: list[Json] = []  # the last PUT .../commands
         self.shards: list[_Shard] = []
-        self._failures: dict[str, list[web.Response]] = {}
+        self._failures: dict[str, list[Fault]] = {}
+        self._fault_plan: FaultPlan | None = None
         self._changed = asyncio.Condition()
         self._runner: web.AppRunner | None = None
         self.base = ""
@@ -181,13 +231,18 @@ class FakeDiscord:
         honours, ``retry_after`` seconds; over 30 s it raises RateLimited at once)."""
         if route not in ROUTES:
             raise KeyError(f"unknown route {route!r}; see ROUTES")
-        headers: dict[str, str] = {}
-        if status == 429:
-            body = body or {"message": "You are being rate limited.", "global": False}
-            body.setdefault("retry_after", retry_after)
-            headers = {"Via": "1.1 google", "Retry-After": str(retry_after)}
-        body = body or {"message": f"fake {status}", "code": 0}
-        self._failures.setdefault(route, []).append(_json(body, status, headers))
+        fault = Fault(status, retry_after, body=body)
+        self._failures.setdefault(route, []).append(fault)
+
+    def set_faults(self, plan: FaultPlan | None) -> None:
+        """Ask ``plan(request)`` about every REST request from now on (None: stop)."""
+        self._fault_plan = plan
+
+    @property
+    def delivered(self) -> list[Recorded]:
+        """The message-creating requests that left a message, in arrival order (duplicates
+        included)."""
+        return sorted((r for r in self.requests if r.accepted), key=lambda r: r.at)
 
     def recorded(
         self, route: str, where: Callable[[Recorded], bool] | None = None
@@ -231,6 +286,7 @@ class FakeDiscord:
     # -- REST -----------------------------------------------------------------------------
 
     async def _rest(self, request: web.Request) -> web.Response:
+        arrived = self.clock()
         path = "/" + request.match_info["tail"]
         found = _match(request.method, path)
         if found is None:
@@ -245,9 +301,19 @@ class FakeDiscord:
             body,
             files,
             request.headers.get("Authorization"),
+            at=arrived,
         )
         failures = self._failures.get(key)
-        response = failures.pop(0) if failures else await self._answer(rec)
+        fault = failures.pop(0) if failures else None
+        if fault is None and self._fault_plan is not None:
+            fault = self._fault_plan(rec)
+        if fault is None or fault.accepted:
+            response = await self._answer(rec)
+            rec.accepted = key in MESSAGE_ROUTES and response.status < 300
+        if fault is not None:
+            response = _failure(fault)
+            if fault.status == 429:
+                rec.retry_after, rec.global_limit = fault.retry_after, fault.global_limit
         rec.status = response.status
         await self._record(rec)
         return response

@@ -23,12 +23,23 @@ API::
         fake.calls, fake.calls_to("sendPhoto")
         fake.enforce_rates(global_per_s=30, per_chat_per_s=1, per_group_per_min=20)
         fake.rejected_429                        # sends refused by the rate enforcer
+        fake.set_faults(plan)                    # plan(call) -> Fault | None, for every call
+        fake.exchanges, fake.delivered           # every answer; the messages a chat received
         fake.chats[-100] = {"id": -100, "type": "supergroup", "title": "t"}  # getChat, limits
 
 Rate enforcement (off until ``enforce_rates``) counts sendMessage/sendPhoto in sliding windows:
 ``global_per_s`` per 1.0 s overall, ``per_chat_per_s`` per 1.0 s per chat, and
 ``per_group_per_min`` per 60 s per group or supergroup; a send over any of them is a 429 with
 ``retry_after`` (whole seconds, at least 1, until the window frees) and is not delivered.
+
+Fault injection beyond ``fail_next``: ``set_faults(plan)`` asks ``plan(call)`` about every call
+(after any ``fail_next`` queued for it); a :class:`Fault` answers it with that error. By
+default the fault is raised *before* the request is accepted (nothing is delivered, as for a
+front end refusing it); ``Fault(..., accepted=True)`` first accepts the message (it counts in
+``delivered``) and then answers the error, as a 5xx from a gateway that timed out on a backend
+that did take it: a client that retries then duplicates it. Every answer is kept in
+``exchanges`` (:class:`Exchange`: the call, its status, the error parameters, whether the
+message was delivered), in the order the answers were sent.
 
 ``clock`` (default ``time.monotonic``) stamps calls and drives the rate enforcer, so a test can
 share a manual clock with the code under test.
@@ -78,6 +89,37 @@ class Call:
         return None if value is None else str(value)
 
 
+@dataclass(frozen=True)
+class Fault:
+    """A fault plan's answer to one call (see the module docstring): ``status`` with
+    ``description`` and error ``parameters`` (e.g. ``{"retry_after": 3}``); ``accepted``:
+    deliver the message first, then answer the error."""
+
+    status: int
+    description: str
+    parameters: Json = field(default_factory=dict)
+    accepted: bool = False
+
+
+@dataclass(frozen=True)
+class Exchange:
+    """One answered call: its HTTP ``status``, the error ``parameters`` (empty on success), and
+    whether the fake ``delivered`` its message (a send it accepted, whatever the answer)."""
+
+    call: Call
+    status: int
+    parameters: Json
+    delivered: bool
+
+    @property
+    def retry_after(self) -> float | None:
+        value = self.parameters.get("retry_after")
+        return None if value is None else float(value)
+
+
+FaultPlan = Callable[[Call], Fault | None]
+
+
 class ApiError(Exception):
     def __init__(self, status: int, description: str, **parameters: Any) -> None:
         super().__init__(description)
@@ -109,6 +151,9 @@ class FakeTelegram:
         self.chats: dict[int, Json] = {}
         self.admins: dict[int, set[int]] = defaultdict(set)
         self.rejected_429 = 0
+        self.exchanges: list[Exchange] = []
+        self.photos: dict[str, bytes] = {}  # file_id -> the uploaded bytes
+        self._fault_plan: FaultPlan | None = None
         self._updates: list[Json] = []
         self._update_ids = itertools.count(1)
         self._message_ids = itertools.count(1000)
@@ -168,6 +213,15 @@ class FakeTelegram:
         """The next ``times`` calls of ``method`` fail with this status and parameters."""
         for _ in range(times):
             self._failures[method.lower()].append(ApiError(status, description, **parameters))
+
+    def set_faults(self, plan: FaultPlan | None) -> None:
+        """Ask ``plan(call)`` about every call from now on (None: stop); see the module doc."""
+        self._fault_plan = plan
+
+    @property
+    def delivered(self) -> list[Call]:
+        """The sends a chat received, in the order they were answered (duplicates included)."""
+        return [e.call for e in self.exchanges if e.delivered]
 
     def enforce_rates(
         self, global_per_s: int = 30, per_chat_per_s: int = 1, per_group_per_min: int = 20
@@ -261,18 +315,33 @@ class FakeTelegram:
         method = request.match_info["method"].lower()
         arrived = self.clock()  # a request counts from its arrival, not the end of its upload
         params, files = await _read_params(request)
+        call = Call(method, params, arrived, files)
         async with self._changed:
-            self.calls.append(Call(method, params, arrived, files))
+            self.calls.append(call)
             self._changed.notify_all()
+        delivered = False
         try:
             failures = self._failures[method]
             if failures:
                 raise failures.popleft()
+            fault = self._fault_plan(call) if self._fault_plan is not None else None
+            if fault is not None and not fault.accepted:
+                raise ApiError(fault.status, fault.description, **fault.parameters)
             if method == "getupdates":
-                return _ok(await self._get_updates(params))
-            return _ok(self._answer(method, params, files, arrived))
+                return self._exchange(call, _ok(await self._get_updates(params)), delivered)
+            result = self._answer(method, params, files, arrived)
+            delivered = method in SENDS
+            if fault is not None:  # accepted, and yet the client hears of an error
+                raise ApiError(fault.status, fault.description, **fault.parameters)
+            return self._exchange(call, _ok(result), delivered)
         except ApiError as exc:
-            return _error(exc)
+            return self._exchange(call, _error(exc), delivered, exc.parameters)
+
+    def _exchange(
+        self, call: Call, answer: web.Response, delivered: bool, parameters: Json | None = None
+    ) -> web.Response:
+        self.exchanges.append(Exchange(call, answer.status, dict(parameters or {}), delivered))
+        return answer
 
     async def _get_updates(self, params: Json) -> list[Json]:
         offset = int(params.get("offset") or 0)
@@ -309,12 +378,21 @@ class FakeTelegram:
 
     def _send(self, method: str, params: Json, files: dict[str, FilePart], at: float) -> Json:
         if method == "sendphoto":
-            if "photo" not in files:
+            if "photo" in files:  # an upload: Telegram gives it an id to send it again by
+                file_id = f"photo-{len(self.photos) + 1}"
+                self.photos[file_id] = files["photo"].data
+            elif str(params.get("photo")) in self.photos:
+                file_id = str(params["photo"])
+            else:
                 raise ApiError(400, "Bad Request: there is no photo in the request")
             caption = params.get("caption", "")
             _check_text(caption, params.get("parse_mode"), 1024, "message caption")
+            sizes = [(file_id + "-small", 320, 240), (file_id, 800, 600)]
             body: Json = {
-                "photo": [{"file_id": "p1", "file_unique_id": "u1", "width": 800, "height": 600}],
+                "photo": [
+                    {"file_id": fid, "file_unique_id": "u" + fid, "width": w, "height": h}
+                    for fid, w, h in sizes
+                ],
                 "caption": caption,
             }
         else:

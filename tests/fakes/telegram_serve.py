@@ -16,6 +16,7 @@ JSON, times in epoch seconds (``time.time``, comparable across processes):
 from __future__ import annotations
 
 import asyncio
+import logging
 import sys
 import time
 
@@ -64,6 +65,9 @@ class ServedTelegram(FakeTelegram):
 
 
 async def serve() -> None:
+    # A client killed mid-request (the failover benchmark's kill -9) is expected here, not an
+    # error worth a traceback on the benchmark's terminal.
+    logging.getLogger("aiohttp.server").setLevel(logging.CRITICAL)
     fake = ServedTelegram(clock=time.time)
     await fake.start()
     print(f"PORT {fake.port}", flush=True)

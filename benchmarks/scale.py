@@ -1,0 +1,313 @@
+"""Scale-out figures (issue 6): failover and webhook load, printed as JSON.
+
+* failover: three ``liqbot run`` processes in live mode on one fresh PostgreSQL database
+  (tests/fakes/liqbot_cluster.py: fake Binance, fake Telegram in its own process enforcing
+  30 messages/s and 1/s per chat). 600 liquidation-spike alerts for 600 chats go into the
+  outbox; once the fake Telegram has received 200 of them, the leader gets ``kill -9``.
+  Reported: the takeover (kill to another instance holding the leader lock), the delivery gap
+  (kill to the next message received), lost messages (chats never reached, rows not marked
+  sent) and duplicates (messages received twice), and whether every repeat was of a message
+  already sent before the kill (the one in flight). Targets: takeover <= 10 s, 0 lost, <= 1
+  duplicated.
+* load: one ``liqbot run`` in live mode, Telegram in webhook mode, takes command updates from
+  a local load generator (this process) at 1,000/s for 60 s: 30,000 people in private chats
+  and 200 groups, a mix of /liqs, /status, /help, /etf, /alerts, /liqmap and typos. A reply
+  that is one message comes back in the webhook's HTTP answer (bot/telegram_webhook.py); its
+  latency is the request's round trip. A chart goes through the Bot API: its latency runs to
+  the fake Telegram receiving the sendPhoto. Telegram's free tier allows about 30 messages/s
+  in all, so this runs with ``pacing.telegram.global_per_s: 1000``, the rate of Telegram's
+  paid broadcasts. Resident memory of the bot is sampled every second. Targets: every update
+  answered, p99 <= 1 s, less than 10% RSS growth over the last 30 s.
+
+Needs PostgreSQL (127.0.0.1:5432, or ``$LIQBOT_TEST_PG_URL``) for the failover part.
+Run: .venv/bin/python -m benchmarks.scale [--quick] [--only failover|load]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import random
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+
+from benchmarks.chat import RemoteFake
+from tests.fakes import telegram_updates as tu
+from tests.fakes.liqbot_cluster import (
+    WEBHOOK_SECRET,
+    Instance,
+    Market,
+    free_port,
+    run_failover,
+    write_config,
+)
+
+PG_ADMIN_URL = os.environ.get(
+    "LIQBOT_TEST_PG_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+)
+# (command, share of the updates): what a busy community types, charts included.
+MIX: tuple[tuple[str, float], ...] = (
+    ("/liqs BTC", 0.28),
+    ("/liqs BTC 4h", 0.10),
+    ("/status", 0.14),
+    ("/help", 0.14),
+    ("/etf", 0.10),
+    ("/alerts", 0.08),
+    ("/start", 0.06),
+    ("/liqmpa BTC", 0.05),  # a typo: answered with a pointer to /help
+    ("/liqmap BTC", 0.05),
+)
+PEOPLE = 30_000
+GROUPS = 200
+
+
+def _say(msg: str) -> None:
+    print(f"[scale] {msg}", file=sys.stderr, flush=True)
+
+
+def _pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))]
+
+
+def _ms(values: list[float]) -> dict[str, float]:
+    if not values:
+        return {}
+    return {f"p{q}": round(_pct(values, q) * 1000, 1) for q in (50, 95, 99)} | {
+        "max": round(max(values) * 1000, 1)
+    }
+
+
+# --- failover -------------------------------------------------------------------------------
+
+
+async def failover(quick: bool) -> dict[str, Any]:
+    chats, kill_after = (150, 50) if quick else (600, 200)
+    with tempfile.TemporaryDirectory(prefix="liqbot-failover-") as tmp:
+        result = await run_failover(
+            Path(tmp), PG_ADMIN_URL, chats=chats, kill_after=kill_after, progress=_say
+        )
+    return result.as_dict() | {
+        "target_takeover_s": 10,
+        "target_lost": 0,
+        "target_duplicated_max": 1,
+    }
+
+
+# --- load -----------------------------------------------------------------------------------
+
+
+@dataclass
+class Update:
+    body: bytes
+    chat: int
+    chart: bool  # answered through the Bot API (sendPhoto), not in the webhook's answer
+
+
+def _updates(n: int, seed: int = 11) -> list[Update]:
+    """``n`` command updates, built before the run so the generator only posts bytes."""
+    rng = random.Random(seed)
+    commands, weights = zip(*MIX, strict=True)
+    out: list[Update] = []
+    for i in range(n):
+        text = rng.choices(commands, weights)[0]
+        user = 10_000_000 + rng.randrange(PEOPLE)
+        chart = text.startswith("/liqmap")
+        if chart:
+            chat = tu.chat(20_000_000 + i)  # a chat of its own: its sendPhoto is unambiguous
+            sender = tu.user(20_000_000 + i)
+        elif rng.random() < 0.05:
+            chat = tu.chat(-(1_000_000_000 + rng.randrange(GROUPS)), "supergroup")
+            sender = tu.user(user)
+        else:
+            chat, sender = tu.chat(user), tu.user(user)
+        msg = tu.message(i + 1, chat, text, from_user=sender)
+        body = orjson.dumps({"update_id": i + 1, "message": msg})
+        out.append(Update(body, int(chat["id"]), chart))
+    return out
+
+
+@dataclass
+class LoadLog:
+    started: dict[int, float] = field(default_factory=dict)  # update index -> time.time()
+    inline: list[float] = field(default_factory=list)
+    via_api: dict[int, int] = field(default_factory=dict)  # chat -> update index
+    errors: dict[str, int] = field(default_factory=dict)
+    empty_answers: int = 0
+
+    def error(self, what: str) -> None:
+        self.errors[what] = self.errors.get(what, 0) + 1
+
+
+async def _post_all(
+    url: str,
+    updates: list[Update],
+    rate: float,
+    log: LoadLog,
+    rss: list[tuple[float, float]],
+    bot: Instance,
+) -> float:
+    """Post ``updates`` at ``rate`` per second (open loop: a slow answer does not slow the
+    generator); RSS sampled every second. Returns the wall time of the posting."""
+    headers = {
+        "Content-Type": "application/json",
+        "X-Telegram-Bot-Api-Secret-Token": WEBHOOK_SECRET,
+    }
+    timeout = aiohttp.ClientTimeout(total=60)
+    connector = aiohttp.TCPConnector(limit=400)
+    tasks: set[asyncio.Task[None]] = set()
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:
+
+        async def one(i: int, u: Update) -> None:
+            t0 = time.time()
+            log.started[i] = t0
+            try:
+                async with http.post(url, data=u.body, headers=headers) as resp:
+                    body = await resp.read()
+                    if resp.status != 200:
+                        log.error(f"HTTP {resp.status}")
+                    elif u.chart:
+                        log.via_api[u.chat] = i
+                    elif body:
+                        log.inline.append(time.time() - t0)
+                    else:
+                        log.empty_answers += 1
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                log.error(type(exc).__name__)
+
+        begin = time.monotonic()
+        next_rss = begin
+        sent = 0
+        while sent < len(updates):
+            now = time.monotonic()
+            if now >= next_rss:
+                rss.append((now - begin, bot.rss_mb()))
+                next_rss += 1.0
+            due = min(len(updates), int((now - begin) * rate) + 1)
+            while sent < due:
+                task = asyncio.create_task(one(sent, updates[sent]))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+                sent += 1
+            await asyncio.sleep(0.001)
+        posting_s = time.monotonic() - begin
+        await asyncio.gather(*tasks)
+        rss.append((time.monotonic() - begin, bot.rss_mb()))
+    return posting_s
+
+
+async def load(quick: bool, rate: float, seconds: float) -> dict[str, Any]:
+    if quick:
+        rate, seconds = min(rate, 300.0), min(seconds, 10.0)
+    n = int(rate * seconds)
+    updates = _updates(n)
+    with tempfile.TemporaryDirectory(prefix="liqbot-load-") as tmp_name:
+        tmp = Path(tmp_name)
+        async with contextlib.AsyncExitStack() as stack:
+            market = await Market.start(stack, tmp)
+            tg = await stack.enter_async_context(RemoteFake())
+            port = free_port()
+            config = tmp / "bot" / "config.yaml"
+            write_config(
+                config,
+                telegram_base_url=tg.base_url,
+                telegram_file_url=tg.base_file_url,
+                market=market,
+                webhook_port=port,
+                extra={"pacing": {"telegram": {"global_per_s": 1000}}},
+            )
+            db = f"sqlite+aiosqlite:///{tmp / 'bot' / 'liqbot.db'}"
+            bot = await Instance.start("bot", tmp / "bot", config, db, log_level="warning")
+            stack.push_async_callback(bot.stop)
+            await _wait_ready(bot, f"http://127.0.0.1:{port}/tg")
+            _say(f"posting {n} updates at {rate:g}/s")
+            log = LoadLog()
+            rss: list[tuple[float, float]] = []
+            posting_s = await _post_all(f"http://127.0.0.1:{port}/tg", updates, rate, log, rss, bot)
+            charts = await _chart_latencies(tg, log, len(log.via_api))
+        answered = len(log.inline) + len(charts)
+        last30 = [mb for t, mb in rss if t >= seconds - 30]
+        growth = (last30[-1] - last30[0]) / last30[0] * 100 if len(last30) > 1 else 0.0
+        latencies = log.inline + charts
+        return {
+            "updates": n,
+            "rate_target_per_s": rate,
+            "rate_posted_per_s": round(n / posting_s, 1),
+            "seconds": seconds,
+            "answered": answered,
+            "unanswered": n - answered,
+            "errors": log.errors,
+            "latency_ms": _ms(latencies),
+            "inline_replies": len(log.inline),
+            "chart_replies": {"count": len(charts), **_ms(charts)},
+            "rss_mb": {
+                "start": round(rss[0][1], 1),
+                "at_last_30s_start": round(last30[0], 1) if last30 else None,
+                "end": round(rss[-1][1], 1),
+                "growth_last_30s_pct": round(growth, 2),
+            },
+            "target_p99_ms": 1000,
+            "target_growth_pct_max": 10,
+        }
+
+
+async def _wait_ready(bot: Instance, url: str) -> None:
+    """Until the webhook answers (403 without the secret) and the first snapshot is in."""
+    async with aiohttp.ClientSession() as http:
+        deadline = time.monotonic() + 120
+        while True:
+            with contextlib.suppress(aiohttp.ClientError):
+                async with http.post(url, data=b"{}") as resp:
+                    if resp.status == 403:
+                        break
+            if not bot.alive or time.monotonic() > deadline:
+                raise RuntimeError(f"the bot did not start:\n{bot.log}")
+            await asyncio.sleep(0.2)
+    await asyncio.sleep(2.0)  # the first snapshot follows the first poll
+
+
+async def _chart_latencies(tg: RemoteFake, log: LoadLog, expected: int) -> list[float]:
+    """Seconds from posting each /liqmap to its sendPhoto arriving at the fake."""
+    deadline = time.monotonic() + 30
+    while True:
+        sends = (await tg.get("/sends"))["sends"]
+        photos = {int(chat): at for method, chat, at in sends if method == "sendphoto"}
+        if len(photos) >= expected or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.5)
+    return [photos[c] - log.started[i] for c, i in log.via_api.items() if c in photos]
+
+
+async def main_async(args: argparse.Namespace) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if args.only in (None, "failover"):
+        out["failover"] = await failover(args.quick)
+    if args.only in (None, "load"):
+        out["load"] = await load(args.quick, args.rate, args.seconds)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--quick", action="store_true", help="150 chats; 300 updates/s for 10 s (CI)")
+    ap.add_argument("--only", choices=("failover", "load"), help="run one of the two")
+    ap.add_argument("--rate", type=float, default=1000.0, help="load: updates/s (default 1000)")
+    ap.add_argument("--seconds", type=float, default=60.0, help="load: duration (default 60)")
+    args = ap.parse_args()
+    result = asyncio.run(main_async(args))
+    sys.stdout.buffer.write(orjson.dumps(result, option=orjson.OPT_INDENT_2) + b"\n")
+
+
+if __name__ == "__main__":
+    main()
