@@ -286,6 +286,21 @@ class JobRunner:
 # -- APScheduler (production) ------------------------------------------------------------------
 
 
+class _OverlapFilter(logging.Filter):
+    """Drops APScheduler's warning that a run was skipped because the previous one is still
+    going: by design here (``max_instances=1``: a drain of a long broadcast outlasts its
+    1 s interval), and counted in the job's ``skipped_running`` instead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "maximum number of running instances reached" not in record.getMessage()
+
+
+def _quiet_overlaps() -> None:
+    logger = logging.getLogger("apscheduler.scheduler")
+    if not any(isinstance(f, _OverlapFilter) for f in logger.filters):
+        logger.addFilter(_OverlapFilter())
+
+
 def build_scheduler(
     jobs: Sequence[Job],
     settings: AlertSettings,
@@ -307,6 +322,7 @@ def build_scheduler(
     if missing:
         raise InputError(f"the runner does not know the jobs {sorted(missing)}")
     sched = AsyncIOScheduler(timezone=UTC)
+    _quiet_overlaps()
     now = clock()
     for job in jobs:
         sched.add_job(

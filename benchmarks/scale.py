@@ -13,11 +13,14 @@
   a local load generator (this process) at 1,000/s for 60 s: 30,000 people in private chats
   and 200 groups, a mix of /liqs, /status, /help, /etf, /alerts, /liqmap and typos. A reply
   that is one message comes back in the webhook's HTTP answer (bot/telegram_webhook.py); its
-  latency is the request's round trip. A chart goes through the Bot API: its latency runs to
-  the fake Telegram receiving the sendPhoto. Telegram's free tier allows about 30 messages/s
-  in all, so this runs with ``pacing.telegram.global_per_s: 1000``, the rate of Telegram's
-  paid broadcasts. Resident memory of the bot is sampled every second. Targets: every update
-  answered, p99 <= 1 s, less than 10% RSS growth over the last 30 s.
+  latency is the request's round trip. A chart's first upload goes through the Bot API: its
+  latency runs to the fake Telegram receiving the sendPhoto; later ones go by file_id in the
+  answer. Telegram allows about 30 messages/s in all, so this runs with
+  ``pacing.telegram.global_per_s: 1000`` to measure the bot, not that limit. People are 30,000
+  private chats (a typo only there: groups ignore unknown commands) and 200 groups. Resident
+  memory of the bot is sampled every second. Targets: every update answered, p99 <= 1 s, less
+  than 10% RSS growth over the last 30 s. An answer later than 60 s counts as a timeout (as
+  Telegram would give up and retry).
 
 Needs PostgreSQL (127.0.0.1:5432, or ``$LIQBOT_TEST_PG_URL``) for the failover part.
 Run: .venv/bin/python -m benchmarks.scale [--quick] [--only failover|load]
@@ -66,6 +69,8 @@ MIX: tuple[tuple[str, float], ...] = (
     ("/liqmpa BTC", 0.05),  # a typo: answered with a pointer to /help
     ("/liqmap BTC", 0.05),
 )
+# A group's typo is not the bot's business (only private chats get "I don't know /x").
+GROUP_COMMANDS = frozenset(c for c, _ in MIX if not c.startswith("/liqmpa"))
 PEOPLE = 30_000
 GROUPS = 200
 
@@ -125,7 +130,7 @@ def _updates(n: int, seed: int = 11) -> list[Update]:
         if chart:
             chat = tu.chat(20_000_000 + i)  # a chat of its own: its sendPhoto is unambiguous
             sender = tu.user(20_000_000 + i)
-        elif rng.random() < 0.05:
+        elif rng.random() < 0.05 and text in GROUP_COMMANDS:
             chat = tu.chat(-(1_000_000_000 + rng.randrange(GROUPS)), "supergroup")
             sender = tu.user(user)
         else:
@@ -175,10 +180,10 @@ async def _post_all(
                     body = await resp.read()
                     if resp.status != 200:
                         log.error(f"HTTP {resp.status}")
-                    elif u.chart:
-                        log.via_api[u.chat] = i
-                    elif body:
+                    elif body:  # the reply, in the answer (a chart Telegram holds, too)
                         log.inline.append(time.time() - t0)
+                    elif u.chart:  # uploaded through the Bot API: timed at the fake
+                        log.via_api[u.chat] = i
                     else:
                         log.empty_answers += 1
             except (aiohttp.ClientError, TimeoutError) as exc:
@@ -234,6 +239,8 @@ async def load(quick: bool, rate: float, seconds: float) -> dict[str, Any]:
             rss: list[tuple[float, float]] = []
             posting_s = await _post_all(f"http://127.0.0.1:{port}/tg", updates, rate, log, rss, bot)
             charts = await _chart_latencies(tg, log, len(log.via_api))
+            if bot.err:  # warnings and errors only (--log-level warning): show what went wrong
+                _say("the bot logged:\n" + "".join(bot.err[-20:]))
         answered = len(log.inline) + len(charts)
         last30 = [mb for t, mb in rss if t >= seconds - 30]
         growth = (last30[-1] - last30[0]) / last30[0] * 100 if len(last30) > 1 else 0.0

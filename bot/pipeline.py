@@ -29,7 +29,7 @@ from alerts.leadership import Leadership
 from alerts.scheduler import Job, PollSpec, engine_jobs
 from alerts.series import SeriesStore, bars_for_lookback, poll_bars
 from alerts.snapshots import SnapshotBuilder
-from alerts.store import Store, put_snapshots, stats
+from alerts.store import OutboxStats, Store, put_snapshots, stats
 from bot.feeds_setup import MarketFeeds
 from bot.metrics import Metrics
 from bot.services import EtfView, StatusView
@@ -45,6 +45,7 @@ from core.snapshot import Snapshot
 __all__ = ["Pipeline"]
 
 log = logging.getLogger(__name__)
+STATUS_TTL_S = 1.0  # /status reads the outbox counts and the leader at most this often
 
 
 class Pipeline:
@@ -78,6 +79,7 @@ class Pipeline:
         self.metrics: Metrics | None = None  # set by liqbot run
         self.leadership: Leadership | None = None  # None: this process is the only instance
         self._stream_tasks: list[asyncio.Task[None]] = []
+        self._status_cache: tuple[float, OutboxStats, str | None] | None = None
 
     def latest_snapshots(self) -> list[Snapshot]:
         cache = self.builder.cache
@@ -234,18 +236,28 @@ class Pipeline:
         name = self.feeds.etf.name if self.feeds.etf is not None else ""
         return EtfView(snap.flows, self._report, snap.fetched_ms, snap.is_stale(now), name)
 
-    async def status(self) -> StatusView:
-        now = self.now_ms()
-        self._streams_alive(now)
-        outbox = await stats(self.store, now)
+    async def _shared_status(self, now_ms: int) -> tuple[OutboxStats, str | None]:
+        """The outbox counts and the leader's name, asked of the database at most once per
+        STATUS_TTL_S: a burst of /status (or scrapes) must not queue queries on the leader
+        lock's connection, where the lease checks run."""
+        cached = self._status_cache
+        if cached is not None and time.monotonic() - cached[0] < STATUS_TTL_S:
+            return cached[1], cached[2]
+        outbox = await stats(self.store, now_ms)
         leader: str | None = self.instance
-        is_leader = True
         if self.leadership is not None:
-            is_leader = self.leadership.is_leader
             try:
                 leader = await self.leadership.current_leader()
             except LiqbotError:  # the database cannot say right now
-                leader = self.instance if is_leader else None
+                leader = self.instance if self.leadership.is_leader else None
+        self._status_cache = (time.monotonic(), outbox, leader)
+        return outbox, leader
+
+    async def status(self) -> StatusView:
+        now = self.now_ms()
+        self._streams_alive(now)
+        outbox, leader = await self._shared_status(now)
+        is_leader = self.leadership is None or self.leadership.is_leader
         return StatusView(
             now_ms=now,
             venues=tuple(f.status() for f in self.feeds.rests.values()),

@@ -448,7 +448,8 @@ async def test_apscheduler_does_not_stack_a_slow_job(caplog: pytest.LogCaptureFi
             await settle()
         assert gate.started == 1
         assert runner.stats["slow"].skipped_running == 1
-        assert "maximum number of running instances reached" in caplog.text
+        # Counted, not logged: a long drain overlapping its interval is normal, not a warning.
+        assert "maximum number of running instances reached" not in caplog.text
         gate.open.set()
         await settle()
         assert gate.finished == 1 and runner.stats["slow"].runs == 1
