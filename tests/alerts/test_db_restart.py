@@ -32,9 +32,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import signal
-import sys
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -398,7 +396,6 @@ async def test_liqbot_run_survives_a_database_restart(
     from tests.bot.test_run_live import (
         CHAT,
         REPLY_S,
-        ROOT,
         SECRET,
         START_S,
         STOP_S,
@@ -413,30 +410,7 @@ async def test_liqbot_run_survives_a_database_restart(
     from tests.fakes.ws_server import FakeWsServer
 
     async def start_bot(config: Path) -> Liqbot:
-        env = {
-            k: v
-            for k, v in os.environ.items()
-            if k not in ("LIQBOT_TELEGRAM_TOKEN", "LIQBOT_DISCORD_TOKEN", "LIQBOT_CONFIG")
-        }
-        env |= {
-            "PYTHONPATH": str(ROOT),
-            "NO_PROXY": "127.0.0.1,localhost",
-            "no_proxy": "127.0.0.1,localhost",
-            "PTB_TIMEDELTA": "1",
-            "LIQBOT_TELEGRAM_TOKEN": TOKEN,
-        }
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-c",
-            "import sys; from bot.cli import main; sys.exit(main())",
-            *("run", "--config", str(config), "--db", db_url),
-            cwd=tmp_path,
-            env=env,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        return Liqbot(proc)
+        return await Liqbot.start(tmp_path, config, db_url)
 
     def now_ms() -> int:
         return time.time_ns() // 1_000_000

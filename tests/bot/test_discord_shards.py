@@ -28,7 +28,6 @@ import contextlib
 import os
 import re
 import signal
-import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,7 +41,7 @@ from alerts.store import Store, find_destination, open_store
 from core.config import parse_settings
 from core.errors import ConfigError
 from tests.alerts.conftest import PG_ADMIN_URL, PgServer
-from tests.bot.test_run_live import ROOT, Liqbot, binance_script, write_etf_flows
+from tests.bot.test_run_live import Liqbot, binance_script, write_etf_flows
 from tests.fakes import discord_payloads as p
 from tests.fakes.discord_api import EPHEMERAL, Recorded
 from tests.fakes.discord_shards import ShardedFakeDiscord, guild_on_shard
@@ -108,25 +107,8 @@ class Cluster:
             },
         }
         (cwd / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-        env = {k: v for k, v in os.environ.items() if not k.startswith("LIQBOT_")}
-        env |= {
-            "PYTHONPATH": str(ROOT),
-            "NO_PROXY": "127.0.0.1,localhost",
-            "no_proxy": "127.0.0.1,localhost",
-            "LIQBOT_DISCORD_TOKEN": TOKEN,
-        }
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-c",
-            "import sys; from bot.cli import main; sys.exit(main())",
-            *("run", "--config", str(cwd / "config.yaml"), "--db", self.db_url),
-            cwd=cwd,
-            env=env,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        self.bots[shard] = Liqbot(proc)
+        tokens = {"LIQBOT_DISCORD_TOKEN": TOKEN}
+        self.bots[shard] = await Liqbot.start(cwd, cwd / "config.yaml", self.db_url, tokens)
         return self.bots[shard]
 
     async def running(self, shard: int) -> None:

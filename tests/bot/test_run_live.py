@@ -21,15 +21,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
-import os
 import signal
-import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import orjson
 import pytest
@@ -41,12 +38,12 @@ from alerts.subscriptions import Kind
 from core.feeds.bybit_ws import PING as BYBIT_PING
 from core.feeds.bybit_ws import BybitLiquidationStream
 from core.feeds.okx_ws import SUBSCRIBE as OKX_SUBSCRIBE
+from tests.fakes.liqbot_cluster import spawn_liqbot, write_etf_flows
 from tests.fakes.telegram_api import Call, FakeTelegram
 from tests.fakes.telegram_api import _read_params as read_params
 from tests.fakes.venue_api import FakeVenueApi
 from tests.fakes.ws_server import FakeWsServer, WsConn
 
-ROOT = Path(__file__).resolve().parents[2]
 # The shape of a real token (bot id, colon, 35 characters), so that redaction by shape is tested
 # as well as redaction of the environment variable's value.
 TOKEN = "7359012846:AAHfakeSecretOfTheLiveRunTest_0xZ9q"
@@ -120,24 +117,6 @@ def bybit_ws() -> FakeWsServer:
     )
 
 
-def write_etf_flows(path: Path) -> None:
-    """The last six weekdays before today, as the JSON flows file core/etf_io.py reads."""
-    days: list[dict[str, Any]] = []
-    day = dt.datetime.now(dt.UTC).date()
-    while len(days) < 6:
-        day -= dt.timedelta(days=1)
-        if day.weekday() < 5:
-            ibit, fbtc = 120.0 + 10 * len(days), -30.0 + 5 * len(days)
-            days.append(
-                {
-                    "date": day.isoformat(),
-                    "total_musd": ibit + fbtc,
-                    "funds": {"IBIT": ibit, "FBTC": fbtc},
-                }
-            )
-    path.write_bytes(orjson.dumps({"days": days[::-1]}))
-
-
 def write_config(
     path: Path,
     *,
@@ -183,33 +162,18 @@ class Liqbot:
         ]
 
     @classmethod
-    async def start(cls, tmp_path: Path, config: Path, db_path: Path) -> Liqbot:
-        env = {
-            k: v
-            for k, v in os.environ.items()
-            if k not in ("LIQBOT_TELEGRAM_TOKEN", "LIQBOT_DISCORD_TOKEN", "LIQBOT_CONFIG")
-        }
-        env |= {
-            "PYTHONPATH": str(ROOT),
-            "NO_PROXY": "127.0.0.1,localhost",
-            "no_proxy": "127.0.0.1,localhost",
-            "PTB_TIMEDELTA": "1",
-            "LIQBOT_TELEGRAM_TOKEN": TOKEN,
-        }
-        code = "import sys; from bot.cli import main; sys.exit(main())"
-        args = ["run", "--config", str(config), "--db", f"sqlite+aiosqlite:///{db_path}"]
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-c",
-            code,
-            *args,
-            cwd=tmp_path,
-            env=env,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        return cls(proc)
+    async def start(
+        cls,
+        cwd: Path,
+        config: Path,
+        db_path: Path | str,
+        env: Mapping[str, str] | None = None,
+    ) -> Liqbot:
+        """``liqbot run`` on ``config``; ``db_path`` a SQLite file or a database URL; ``env``
+        the tokens (default: the Telegram token)."""
+        db_url = db_path if isinstance(db_path, str) else f"sqlite+aiosqlite:///{db_path}"
+        tokens = {"LIQBOT_TELEGRAM_TOKEN": TOKEN} if env is None else env
+        return cls(await spawn_liqbot(cwd, config, db_url, tokens))
 
     @staticmethod
     async def _read(stream: asyncio.StreamReader, into: list[str]) -> None:

@@ -121,6 +121,47 @@ def write_config(
     path.write_text(yaml.safe_dump(config, sort_keys=False))
 
 
+async def spawn_liqbot(
+    cwd: Path,
+    config: Path,
+    db_url: str,
+    env: Mapping[str, str],
+    *,
+    stdout: int = asyncio.subprocess.PIPE,
+    log_level: str | None = None,
+) -> asyncio.subprocess.Process:
+    """``liqbot run --config config --db db_url`` in ``cwd``: no LIQBOT_ variable of ours
+    leaks in (only ``env``'s tokens and secrets), stdin closed, stderr piped."""
+    clean = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("LIQBOT_") or k == "LIQBOT_TEST_PG_URL"
+    }
+    clean |= {
+        "PYTHONPATH": str(ROOT),
+        "NO_PROXY": "127.0.0.1,localhost",
+        "no_proxy": "127.0.0.1,localhost",
+        "PTB_TIMEDELTA": "1",
+        **env,
+    }
+    cwd.mkdir(parents=True, exist_ok=True)
+    code = "import sys; from bot.cli import main; sys.exit(main())"
+    args = ["run", "--config", str(config), "--db", db_url]
+    if log_level is not None:
+        args += ["--log-level", log_level]
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        code,
+        *args,
+        cwd=cwd,
+        env=clean,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=stdout,
+        stderr=asyncio.subprocess.PIPE,
+    )
+
+
 class Instance:
     """One ``liqbot run`` process; its stderr (the log) is kept as it comes."""
 
@@ -142,33 +183,18 @@ class Instance:
         log_level: str = "info",
         env: Mapping[str, str] | None = None,
     ) -> Instance:
-        clean = {
-            k: v
-            for k, v in os.environ.items()
-            if not k.startswith("LIQBOT_") or k == "LIQBOT_TEST_PG_URL"
-        }
-        clean |= {
-            "PYTHONPATH": str(ROOT),
-            "NO_PROXY": "127.0.0.1,localhost",
-            "no_proxy": "127.0.0.1,localhost",
-            "PTB_TIMEDELTA": "1",
+        secrets = {
             "LIQBOT_TELEGRAM_TOKEN": TOKEN,
             "LIQBOT_TELEGRAM_WEBHOOK_SECRET": WEBHOOK_SECRET,
             **(env or {}),
         }
-        workdir.mkdir(parents=True, exist_ok=True)
-        code = "import sys; from bot.cli import main; sys.exit(main())"
-        args = ["run", "--config", str(config), "--db", db_url, "--log-level", log_level]
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-c",
-            code,
-            *args,
-            cwd=workdir,
-            env=clean,
-            stdin=asyncio.subprocess.DEVNULL,
+        proc = await spawn_liqbot(
+            workdir,
+            config,
+            db_url,
+            secrets,
             stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.PIPE,
+            log_level=log_level,
         )
         return cls(name, proc)
 
