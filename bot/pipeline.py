@@ -257,7 +257,7 @@ class Pipeline:
         now = self.now_ms()
         self._streams_alive(now)
         outbox, leader = await self._shared_status(now)
-        is_leader = self.leadership is None or self.leadership.is_leader
+        is_leader = self.leading()
         return StatusView(
             now_ms=now,
             venues=tuple(f.status() for f in self.feeds.rests.values()),

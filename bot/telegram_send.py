@@ -104,8 +104,9 @@ class PhotoIds:
         return found
 
     def put(self, png: bytes, file_id: str) -> None:
-        self._ids[self._key(png)] = file_id
-        self._ids.move_to_end(self._key(png))
+        key = self._key(png)
+        self._ids[key] = file_id
+        self._ids.move_to_end(key)
         while len(self._ids) > self.maxsize:
             self._ids.popitem(last=False)
 

@@ -206,13 +206,8 @@ async def give_back(db: Db, ids: Iterable[int], retry_at_ms: int, *, worker_id: 
         stmt = (
             update(outbox)
             .where(c.id.in_(wanted), c.sent_ms.is_(None), c.claimed_by == worker_id)
-            .values(
-                claimed_until_ms=None,
-                next_attempt_ms=retry_at_ms,
-                attempts=func.max(c.attempts - 1, 0)
-                if conn.dialect.name == "sqlite"
-                else func.greatest(c.attempts - 1, 0),
-            )
+            # Still claimed by this worker, so its claim counted an attempt: never below 0.
+            .values(claimed_until_ms=None, next_attempt_ms=retry_at_ms, attempts=c.attempts - 1)
         )
         return int((await conn.execute(stmt)).rowcount)
 
