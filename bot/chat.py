@@ -170,6 +170,11 @@ class CommandSpec:
     ``summary`` is at most 100 characters (Discord's limit; Telegram allows 256). ``admin_only``
     commands change a whole chat (broadcasts), so adapters list them for admins only and the
     command layer refuses them to others. ``guild_only`` commands make no sense in a DM.
+    ``asks_admin`` commands look at :attr:`Command.is_admin` in a group although anyone may
+    use them (a chat setting, someone else's alert). Telegram costs a ``getChatMember`` call to
+    know, so its adapter asks only for these and the admin-only ones, and passes False
+    otherwise: a command that is wrongly left unflagged refuses an admin, it never lets a
+    non-admin through.
     """
 
     name: str
@@ -178,6 +183,11 @@ class CommandSpec:
     args: tuple[ArgSpec, ...] = ()
     admin_only: bool = False
     guild_only: bool = False
+    asks_admin: bool = False
+
+    @property
+    def needs_admin_verdict(self) -> bool:
+        return self.admin_only or self.asks_admin
 
     def line(self, *words: str) -> str:
         """The command line of this command with ``words`` as arguments."""

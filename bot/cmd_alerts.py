@@ -56,11 +56,13 @@ async def alerts(ctx: Ctx) -> Reply:
     if len(args) > 1:
         raise ArgError("Give at most one alert id, e.g. /alerts 12")
     wanted = parse_id(args[0]) if args else None
-    dest = await ctx.destination()
-    subs = await list_subscriptions(ctx.services.store, dest.id)
+    # Read only, in one transaction: listing registers nothing (/start does).
+    async with ctx.services.store.read() as conn:
+        dest = await ctx.known_destination(conn)
+        subs = await list_subscriptions(conn, dest.id) if dest is not None else []
     if wanted is not None:
         return _one(subs, wanted)
-    if not subs:
+    if dest is None or not subs:
         return Reply.of(
             "No alerts in this chat yet. Try /alert cluster BTC 1% 50m, or /help alert.",
             title="Alerts",
@@ -173,6 +175,7 @@ COMMANDS: tuple[tuple[CommandSpec, Handler], ...] = (
             "Remove an alert of this chat, or all of yours",
             "/unalert <id|all>",
             (ArgSpec("id", "The alert's number from /alerts, or all", required=True),),
+            asks_admin=True,
         ),
         unalert,
     ),

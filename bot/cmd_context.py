@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from alerts.store import Destination, find_destination, upsert_destination
+from alerts.store import Db, Destination, find_destination, upsert_destination
 from alerts.subscriptions import Quotas, Timing
 from bot.chart_cache import ChartCache, VenueMapCache
 from bot.chat import Command, Reply
@@ -71,13 +71,23 @@ class Ctx:
         assert self._now_ms is not None
         return self._now_ms
 
+    def _chat_id(self) -> str:
+        cmd = self.cmd
+        if cmd.platform == "discord" and cmd.chat_type == "private" and cmd.user_id:
+            return dm_chat_id(cmd.user_id)
+        return cmd.chat_id
+
+    async def known_destination(self, db: Db | None = None) -> Destination | None:
+        """This chat's destination if it has one, read in ``db`` (a transaction of the
+        caller's) or on its own; nothing is created (for commands that only read)."""
+        where = self.services.store if db is None else db
+        return await find_destination(where, self.cmd.platform, self._chat_id())
+
     async def destination(self) -> Destination:
         """This chat's destination, created or refreshed (type, title) on first use."""
         if self._dest is None:
             cmd = self.cmd
-            chat_id = cmd.chat_id
-            if cmd.platform == "discord" and cmd.chat_type == "private" and cmd.user_id:
-                chat_id = dm_chat_id(cmd.user_id)
+            chat_id = self._chat_id()
             store = self.services.store
             # Read first: most commands come from known chats, and a write (a commit) per
             # command would cost more than the command itself.

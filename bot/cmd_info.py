@@ -168,7 +168,12 @@ COMMANDS: tuple[tuple[CommandSpec, Handler], ...] = (
         etf,
     ),
     (
-        CommandSpec("status", "Feed health, data freshness, last tick, leader, queue", "/status"),
+        CommandSpec(
+            "status",
+            "Feed health, data freshness, last tick, leader, queue",
+            "/status",
+            asks_admin=True,  # admins also see the jobs' last outcomes
+        ),
         status,
     ),
 )

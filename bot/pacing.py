@@ -117,10 +117,17 @@ class Grant:
 
 def _move(sends: deque[float], old: float, new: float) -> None:
     """Re-stamp one send of a window from ``old`` to the later ``new``, keeping the order."""
-    try:
-        sends.remove(old)
-    except ValueError:  # already out of the window (the send took longer than the window)
+    # ``old`` was granted moments ago, so it is near the newest end: look from there (a busy
+    # global window holds a second of sends; deque.remove would scan all of them).
+    for i in range(len(sends) - 1, -1, -1):
+        stamp = sends[i]
+        if stamp == old:
+            break
+        if stamp < old:
+            return  # already out of the window (the send took longer than the window)
+    else:
         return
+    del sends[i]
     bisect.insort(sends, new)
 
 
@@ -238,6 +245,10 @@ class Pacer:
         Cancelling the wait gives up the place in the queue; a slot already granted stays used.
         """
         state = self._lane(lane)
+        if lane == "interactive":
+            grant = self._grant_at_once(chat_key, group)
+            if grant is not None:
+                return grant
         self._seq += 1
         waiter = _Waiter(chat_key, group, self._seq, asyncio.get_running_loop().create_future())
         chat = self._chat(chat_key)
@@ -255,6 +266,42 @@ class Pacer:
                 self._pump()
             raise
         return Grant(chat_key, group, granted_at)
+
+    def _grant_at_once(self, key: str, group: bool) -> Grant | None:
+        """The grant ``_pump`` would give an interactive acquire at once, or None when it must
+        queue. Most replies go this way, without a future, a heap entry or a pump.
+
+        It may go when no earlier interactive acquire could go now (none is ready; every one
+        waiting is blocked by its own chat until later) and every limit lets it go; a
+        broadcast never outranks a reply, so that lane needs no look.
+        """
+        now = self._clock()
+        inter = self._lanes["interactive"]
+        if inter.until > now or inter.ready or (inter.blocked and inter.blocked[0][0] <= now):
+            return None
+        chat = self._chats.get(key)
+        if chat is not None:
+            if chat.queues["interactive"] or chat.until.get("interactive", -math.inf) > now:
+                return None
+            chat.per_chat.trim(now)
+            if chat.per_chat.free_at(now) > now:
+                return None
+            if group:
+                chat.group.trim(now)
+                if chat.group.free_at(now) > now:
+                    return None
+        self._global.trim(now)
+        if self._global.free_at(now) > now:
+            return None
+        chat = chat or self._chat(key)
+        self._global.sends.append(now)
+        chat.per_chat.sends.append(now)
+        if group:
+            chat.group.sends.append(now)
+        self._check_idle_after(chat, key, group, now)
+        inter.sent += 1
+        self._drop_idle(now)
+        return Grant(key, group, now)
 
     def backoff(self, lane: Lane, chat_key: str | None, retry_after_s: float) -> None:
         """Send nothing to ``chat_key`` (None: to anyone) in ``lane`` for ``retry_after_s``.

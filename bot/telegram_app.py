@@ -19,7 +19,8 @@ What it handles:
 
 Who is an admin (:attr:`Command.is_admin`): everyone in a private chat; a channel post (only
 admins can post); an anonymous admin (the message's ``sender_chat`` is the chat itself);
-otherwise a ``getChatMember`` status of creator or administrator, cached for ``admin_ttl_s``.
+otherwise a ``getChatMember`` status of creator or administrator, cached for ``admin_ttl_s``,
+and asked only for the commands whose answer depends on it (``CommandSpec.needs_admin_verdict``).
 
 The bot token is never logged: errors pass :func:`bot.logs.redact`, and httpx (which logs
 every request URL, token included, at INFO) is kept at WARNING.
@@ -64,7 +65,7 @@ from alerts.store import (
     find_destination,
     upsert_destination,
 )
-from bot.chat import ChatType, Command, CommandHandler, CommandSpec, Reply
+from bot.chat import ChatType, Command, CommandHandler, CommandSpec, Reply, split_command
 from bot.logs import redact
 from bot.pacing import Pacer
 from bot.telegram_inbound import CommandMessage, addressed_to_us, chat_kind
@@ -215,6 +216,8 @@ class TelegramAdapter:
         self.clock = clock
         self._token = token
         self._names = frozenset(s.name.lower() for s in self.specs)
+        # Only these need getChatMember in a group (see CommandSpec.asks_admin).
+        self._asks_admin = frozenset(s.name.lower() for s in self.specs if s.needs_admin_verdict)
         self.photos = PhotoIds()  # charts Telegram holds: sent again by file_id
 
     def install(self, app: TgApp) -> None:
@@ -237,12 +240,14 @@ class TelegramAdapter:
         )
 
     async def sender_is_admin(self, bot: Bot, msg: CommandMessage) -> bool:
+        """The sender's admin verdict, asked of Telegram only for a command that uses it: in a
+        group, any other command gets False without a getChatMember call."""
         if msg.chat_type in (Chat.PRIVATE, Chat.CHANNEL):
             return True
         if msg.sender_chat_id is not None:
             # Posting as the group itself is an anonymous admin; as another chat, nobody.
             return msg.sender_chat_id == msg.chat_id
-        if msg.user_id is None:
+        if msg.user_id is None or split_command(msg.text)[0] not in self._asks_admin:
             return False
         return await self.admins.is_admin(bot, msg.chat_id, msg.user_id)
 
@@ -303,7 +308,7 @@ class TelegramAdapter:
             )
             reply = Reply.of(FAILED_TEXT, error=True)
         out = render(reply)
-        photo_id = self.photos.get(out.photo) if out.photo is not None else None
+        photo_id = await self.photos.get_or_wait(out.photo) if out.photo is not None else None
         call = inline_call(msg.chat_id, out, msg.quote, photo_id)
         if call is None:
             try:
@@ -320,8 +325,9 @@ class TelegramAdapter:
         if not query.data or query.message is None:
             return
         chat = query.message.chat
-        is_admin = chat.type == Chat.PRIVATE or await self.admins.is_admin(
-            context.bot, chat.id, query.from_user.id
+        is_admin = chat.type == Chat.PRIVATE or (
+            split_command(query.data)[0] in self._asks_admin
+            and await self.admins.is_admin(context.bot, chat.id, query.from_user.id)
         )
         cmd = command_of(query.data, chat, query.from_user, is_admin=is_admin)
         if cmd.name:

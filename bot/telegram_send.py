@@ -19,11 +19,13 @@ Errors, as python-telegram-bot raises them (``BadRequest`` and ``TimedOut`` are
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime as dt
 import hashlib
 import logging
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 
 from telegram import Bot, Message, ReplyParameters
 from telegram.constants import ParseMode
@@ -86,11 +88,18 @@ async def _paced(
 class PhotoIds:
     """The file_ids Telegram gave our uploaded charts, by content, at most ``maxsize`` (least
     recently used dropped). A chart sent again goes by id: no upload, and it fits in a
-    webhook's answer. A chart is drawn once per map, so many people get the same bytes."""
+    webhook's answer. A chart is drawn once per map, so many people get the same bytes.
 
-    def __init__(self, maxsize: int = 256) -> None:
+    One upload per chart: while one is in flight, others asking for the same chart wait for
+    its id (``wait_s`` at most) instead of uploading it too. A burst of /liqmap right after a
+    new map would otherwise upload it once per person until the first upload returned.
+    """
+
+    def __init__(self, maxsize: int = 256, wait_s: float = 10.0) -> None:
         self.maxsize = maxsize
+        self.wait_s = wait_s
         self._ids: OrderedDict[bytes, str] = OrderedDict()
+        self._uploads: dict[bytes, asyncio.Future[str | None]] = {}
 
     @staticmethod
     def _key(png: bytes) -> bytes:
@@ -103,12 +112,43 @@ class PhotoIds:
             self._ids.move_to_end(key)
         return found
 
+    async def get_or_wait(self, png: bytes) -> str | None:
+        """``get``, or the id an upload of ``png`` in flight gets (None if it fails or takes
+        longer than ``wait_s``: then the caller uploads)."""
+        found = self.get(png)
+        upload = self._uploads.get(self._key(png)) if found is None else None
+        if upload is None:
+            return found
+        try:
+            return await asyncio.wait_for(asyncio.shield(upload), self.wait_s)
+        except TimeoutError:
+            return None
+
+    @contextlib.contextmanager
+    def uploading(self, png: bytes) -> Iterator[None]:
+        """Around an upload of ``png``: ``get_or_wait`` callers wait for its ``put``."""
+        key = self._key(png)
+        if key in self._uploads:  # a slow one still runs (its waiters gave up): leave it
+            yield
+            return
+        upload: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
+        self._uploads[key] = upload
+        try:
+            yield
+        finally:
+            del self._uploads[key]
+            if not upload.done():
+                upload.set_result(self._ids.get(key))  # None: failed, the waiters upload
+
     def put(self, png: bytes, file_id: str) -> None:
         key = self._key(png)
         self._ids[key] = file_id
         self._ids.move_to_end(key)
         while len(self._ids) > self.maxsize:
             self._ids.popitem(last=False)
+        upload = self._uploads.get(key)
+        if upload is not None and not upload.done():
+            upload.set_result(file_id)
 
     def forget(self, png: bytes) -> None:
         self._ids.pop(self._key(png), None)
@@ -127,7 +167,7 @@ async def send_reply(
 ) -> list[Message]:
     """Send ``reply`` to ``chat_id`` as HTML messages (photo first, buttons on the last one);
     raises the TelegramError of the first message that failed. With ``photo_ids``, a chart
-    sent before goes by its file_id."""
+    sent before goes by its file_id, and one being uploaded waits for that upload's id."""
     out = render(reply)
     key = str(chat_id)
     quote = ReplyParameters(reply_to, allow_sending_without_reply=True) if reply_to else None
@@ -139,7 +179,7 @@ async def send_reply(
     if out.photo is not None:
         photo = out.photo
 
-        known = photo_ids.get(photo) if photo_ids is not None else None
+        known = await photo_ids.get_or_wait(photo) if photo_ids is not None else None
 
         async def send_photo(by_id: str | None = known) -> Message:
             return await bot.send_photo(
@@ -153,16 +193,22 @@ async def send_reply(
                 reply_parameters=quote,
             )
 
-        try:
-            message = await _paced(pacer, key, lane, group, send_photo)
-        except BadRequest:
-            if known is None or photo_ids is None:
-                raise
-            photo_ids.forget(photo)  # an id Telegram no longer knows: upload it again
-            message = await _paced(pacer, key, lane, group, lambda: send_photo(None))
-        if photo_ids is not None and message.photo:
-            photo_ids.put(photo, message.photo[-1].file_id)  # the largest size
-        sent.append(message)
+        async def upload() -> Message:
+            if photo_ids is None:
+                return await _paced(pacer, key, lane, group, lambda: send_photo(None))
+            with photo_ids.uploading(photo):
+                message = await _paced(pacer, key, lane, group, lambda: send_photo(None))
+                if message.photo:
+                    photo_ids.put(photo, message.photo[-1].file_id)  # the largest size
+                return message
+
+        by_id: Message | None = None
+        if known is not None and photo_ids is not None:
+            try:
+                by_id = await _paced(pacer, key, lane, group, send_photo)
+            except BadRequest:
+                photo_ids.forget(photo)  # an id Telegram no longer knows: upload it again
+        sent.append(by_id or await upload())
     for text in out.texts:
 
         async def send_text(text: str = text) -> Message:

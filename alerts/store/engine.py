@@ -84,6 +84,10 @@ class Store:
     def __init__(self, engine: AsyncEngine, url: URL) -> None:
         self.engine = engine
         self.url = url
+        # SQLite: this process's writers queue here for their turn. Without it they wait in
+        # SQLite's busy handler, which sleeps in growing steps (up to 100 ms) between tries, so
+        # a burst of writes took seconds where a queue takes their commit times.
+        self._sqlite_writers = asyncio.Lock() if self.dialect == "sqlite" else None
 
     @property
     def dialect(self) -> str:
@@ -117,6 +121,15 @@ class Store:
 
     @asynccontextmanager
     async def _transaction(self, *, write: bool) -> AsyncIterator[AsyncConnection]:
+        if write and self._sqlite_writers is not None:
+            async with self._sqlite_writers, self._connected(write=True) as conn:
+                yield conn
+        else:
+            async with self._connected(write=write) as conn:
+                yield conn
+
+    @asynccontextmanager
+    async def _connected(self, *, write: bool) -> AsyncIterator[AsyncConnection]:
         connecting = True
         try:
             async with self.engine.connect() as conn:

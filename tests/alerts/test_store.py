@@ -140,6 +140,41 @@ async def test_sqlite_file_and_directory_are_created_on_first_run(tmp_path: Path
     assert path.is_file()
 
 
+async def test_sqlite_writers_of_one_process_queue_in_turn(tmp_path: Path) -> None:
+    """Writers wait their turn on the store, not in SQLite's busy handler (which sleeps up to
+    100 ms between tries): while one write transaction is open, the others hold no
+    connection, and they then run in the order they came."""
+    store = await open_store(f"sqlite+aiosqlite:///{tmp_path / 'w.db'}")
+    order: list[int] = []
+    try:
+        release = asyncio.Event()
+
+        async def holder() -> None:
+            async with store.write():
+                await release.wait()
+
+        async def writer(i: int) -> None:
+            async with store.write() as conn:
+                await upsert_destination(conn, "telegram", str(i), "private", 0)
+                order.append(i)
+
+        first = asyncio.create_task(holder())
+        await asyncio.sleep(0.05)
+        others = []
+        for i in range(5):
+            others.append(asyncio.create_task(writer(i)))
+            await asyncio.sleep(0.01)
+        assert store.engine.pool.checkedout() == 1  # type: ignore[attr-defined]
+        assert order == []
+        release.set()
+        await asyncio.gather(first, *others)
+        assert order == [0, 1, 2, 3, 4]
+        async with store.read() as conn:
+            assert await find_destination(conn, "telegram", "4") is not None
+    finally:
+        await store.close()
+
+
 @pytest.mark.parametrize(
     "url",
     [

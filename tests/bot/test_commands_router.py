@@ -221,3 +221,35 @@ def test_bad_input_gets_a_specific_error(
         assert reply.error, (line, bad, reply.text)
 
     check()
+
+
+class AdminVerdict:
+    """An ``is_admin`` that records being looked at (it reads as False: not an admin)."""
+
+    def __init__(self) -> None:
+        self.looked = False
+
+    def __bool__(self) -> bool:
+        self.looked = True
+        return False
+
+
+async def test_only_flagged_commands_look_at_the_admin_verdict(router: CommandRouter) -> None:
+    """Telegram asks getChatMember only for commands flagged ``needs_admin_verdict``: every
+    other command, with each of its /help examples in a group, must never look at it."""
+    group = {"platform": "telegram", "chat_id": "-42", "chat_type": "group"}
+    # An alert of someone else's in the group, so /unalert has one to judge.
+    await run(router, "/alert cross BTC 96000 up", **group, user_id="owner")  # type: ignore[arg-type]
+    looked_at: set[str] = set()
+    for i, spec in enumerate(COMMAND_SPECS):
+        examples = [line.strip() for line in (await run(router, f"/help {spec.name}")).lines]
+        lines = [f"/{spec.name}", *(e for e in examples if e.startswith(f"/{spec.name} "))]
+        for j, line in enumerate(lines):
+            verdict = AdminVerdict()
+            cmd = Command.parse(line, **group, user_id=f"u{i}-{j}", is_admin=verdict)
+            check_reply(await router.handle(cmd))
+            if verdict.looked:
+                looked_at.add(spec.name)
+                assert spec.needs_admin_verdict, f"{line} looks at is_admin but is not flagged"
+    flagged = {s.name for s in COMMAND_SPECS if s.needs_admin_verdict}
+    assert looked_at == flagged  # and no flag is superfluous

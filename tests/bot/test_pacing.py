@@ -261,6 +261,44 @@ def test_an_interactive_reply_with_a_free_slot_does_not_wait_for_queued_broadcas
     assert reply.t == pytest.approx(2.5, abs=EPS)
 
 
+def test_a_reply_waiting_for_its_chat_does_not_hold_up_replies_to_others() -> None:
+    async def main(loop: VirtualLoop) -> Harness:
+        h = harness(loop)
+        await h.send("alice", "interactive")
+        h.spawn("alice", "interactive")  # waits W for alice
+        for i in range(5):
+            h.spawn(f"user{i}", "interactive", at=0.1 * (i + 1))
+        await h.finish()
+        return h
+
+    h = run(main)
+    others = [s for s in h.of("interactive") if s.chat != "alice"]
+    assert [s.t for s in others] == pytest.approx([s.asked for s in others], abs=EPS)
+    assert max(s.t for s in h.of("interactive", "alice")) == pytest.approx(W, abs=EPS)
+
+
+async def test_a_reply_does_not_overtake_one_that_is_due_before_the_timer_wakes() -> None:
+    """A reply that may go at once still goes after an earlier one whose chat has just become
+    free, even if the pacer's timer has not woken for it yet (it wakes late under load)."""
+    now = [0.0]
+    never = asyncio.Event()
+
+    async def late_timer(_: float) -> None:
+        await never.wait()
+
+    pacer = Pacer(TELEGRAM, clock=lambda: now[0], sleep=late_timer)
+    await pacer.acquire("alice", lane="interactive")
+    alice = asyncio.create_task(pacer.acquire("alice", lane="interactive"))
+    await asyncio.sleep(0)  # alice waits for her chat, until W
+    assert not alice.done()
+    now[0] = W + 0.01  # due, and the timer has not fired
+    bob = await pacer.acquire("bob", lane="interactive")
+    await asyncio.sleep(0)  # alice's task resumes: it was granted in bob's pump, first
+    assert alice.done() and alice.result().at == bob.at
+    quick = await pacer.acquire("carol", lane="interactive")  # nothing due: at once
+    assert quick.at == now[0]
+
+
 def test_a_reply_takes_the_chat_slot_before_a_broadcast_to_that_chat() -> None:
     async def main(loop: VirtualLoop) -> Harness:
         h = harness(loop)

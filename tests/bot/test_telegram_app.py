@@ -235,6 +235,25 @@ async def test_a_member_may_not_subscribe_a_group(bot: Bot, fake: FakeTelegram) 
     assert [c.params["user_id"] for c in fake.calls_to("getChatMember")] == ["7"]
 
 
+async def test_only_commands_that_use_it_ask_for_the_admin_verdict(
+    bot: Bot, fake: FakeTelegram
+) -> None:
+    """getChatMember costs a Bot API call: /liqs in a group does not need it, /status does
+    (admins see the jobs), and a button pressed is judged the same way."""
+    await bot.ask(GROUP, "/liqs BTC", user_id=9, chat_type="supergroup")
+    assert not fake.calls_to("getChatMember") and not bot.seen[-1].is_admin
+    fake.set_admins(GROUP, 9)
+    await bot.ask(GROUP, "/status", user_id=9, chat_type="supergroup")
+    assert [c.params["user_id"] for c in fake.calls_to("getChatMember")] == ["9"]
+    assert bot.seen[-1].is_admin
+    for data, asked in (("/liqs ETH", 1), ("/mute off", 2)):  # buttons pressed by user 10
+        fake.inject_callback(GROUP, data, user_id=10, chat_type="supergroup")
+        pressed = tuple(data.split()[1:])
+        await eventually(lambda pressed=pressed: bot.seen[-1].args == pressed)  # type: ignore[misc]
+        assert len(fake.calls_to("getChatMember")) == asked
+        assert not bot.seen[-1].is_admin
+
+
 async def test_admins_may_subscribe_a_group_and_the_verdict_is_cached(
     bot: Bot, fake: FakeTelegram
 ) -> None:
@@ -565,6 +584,23 @@ async def test_webhook_sends_charts_and_long_replies_through_the_api(
         assert call["photo"] == "photo-1" and call["photo"] in fake.photos
         assert str(call["caption"]).startswith("<b>BTC liquidation map")
         assert len(fake.calls_to("sendPhoto")) == 1  # one upload in all
+
+
+async def test_webhook_uploads_a_new_chart_once_for_a_burst_of_requests(
+    fake: FakeTelegram, store: Store, pacer: Pacer
+) -> None:
+    """Five people ask for the same new map at once: one upload; the others wait for its
+    file_id and get the chart by id in their answers."""
+    async with webhook_bot(fake, store, pacer) as hook:
+        users = [USER + i for i in range(5)]
+        calls = await asyncio.gather(
+            *(hook.post(fake.command_update(u, "/liqmap BTC")) for u in users)
+        )
+        (upload,) = fake.calls_to("sendPhoto")
+        assert upload.files["photo"].data.startswith(b"\x89PNG")
+        by_id = {c["chat_id"]: c["photo"] for _, c in calls if c is not None}
+        assert set(by_id.values()) == {"photo-1"} and len(by_id) == 4
+        assert set(by_id) | {int(upload.chat_id)} == set(users)
 
 
 async def test_webhook_passes_other_updates_to_the_application(

@@ -7,6 +7,7 @@ exactly, without timing anything.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -28,7 +29,7 @@ from alerts.store import (
 )
 from alerts.store.repo import ChatType
 from bot.pacing import Pacer
-from bot.telegram_send import TelegramSender
+from bot.telegram_send import PhotoIds, TelegramSender
 from core.config import LaneLimits
 from tests.fakes.telegram_api import FakeTelegram
 from tests.fakes.timing import ManualClock
@@ -245,3 +246,62 @@ async def test_a_429_backs_the_chat_off_for_retry_after(
     assert len(fake.delivered) == 3
     prices = [int(str(c.params["text"]).split("96,")[1][:3]) for c in fake.delivered]
     assert prices == sorted(prices) and len(prices) == 3  # 96,000, 96,001, 96,002: in order
+
+
+# --- PhotoIds: one upload per chart ------------------------------------------------------------
+
+PNG = b"\x89PNG chart bytes"
+
+
+async def test_an_upload_in_flight_is_waited_for_not_repeated() -> None:
+    ids = PhotoIds()
+    release = asyncio.Event()
+    uploads = 0
+
+    async def send(who: str) -> str:
+        nonlocal uploads
+        known = await ids.get_or_wait(PNG)
+        if known is not None:
+            return f"{who} by {known}"
+        with ids.uploading(PNG):
+            uploads += 1
+            await release.wait()
+            ids.put(PNG, "file-1")
+        return f"{who} uploaded"
+
+    first = asyncio.create_task(send("a"))
+    await asyncio.sleep(0)  # a claims the upload
+    others = [asyncio.create_task(send(w)) for w in "bcd"]
+    await asyncio.sleep(0.01)
+    assert not any(t.done() for t in others)  # waiting for a's id, not uploading
+    release.set()
+    assert await first == "a uploaded"
+    assert [await t for t in others] == ["b by file-1", "c by file-1", "d by file-1"]
+    assert uploads == 1 and ids.get(PNG) == "file-1"
+
+
+async def test_a_failed_upload_lets_the_waiters_upload() -> None:
+    ids = PhotoIds()
+    started = asyncio.Event()
+
+    async def failing() -> None:
+        with ids.uploading(PNG):
+            started.set()
+            await asyncio.sleep(0.01)
+            raise ConnectionError("upload failed")
+
+    upload = asyncio.create_task(failing())
+    await started.wait()
+    assert await ids.get_or_wait(PNG) is None  # the caller uploads it itself
+    with pytest.raises(ConnectionError):
+        await upload
+    assert ids.get(PNG) is None
+
+
+async def test_a_slow_upload_is_waited_for_at_most_wait_s() -> None:
+    ids = PhotoIds(wait_s=0.05)
+    with ids.uploading(PNG):
+        assert await ids.get_or_wait(PNG) is None  # gave up waiting: uploads itself
+        with ids.uploading(PNG):  # that second upload does not take over the first's waiters
+            ids.put(PNG, "file-2")
+    assert await ids.get_or_wait(PNG) == "file-2"

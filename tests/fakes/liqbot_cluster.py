@@ -225,6 +225,11 @@ class Instance:
                 return int(line.split()[1]) / 1024
         raise RuntimeError(f"no VmRSS for pid {self.pid}")
 
+    def cpu_s(self) -> float:
+        """CPU time the process has used so far (user and system), seconds (from /proc)."""
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     async def until(self, what: str, check: Callable[[], T | None], timeout_s: float) -> T:
         """Poll ``check`` until it gives something; RuntimeError if the process ends first."""
         deadline = time.monotonic() + timeout_s
