@@ -61,6 +61,7 @@ from core.errors import ConfigError, LiqbotError
 MIGRATIONS_DIR = Path(__file__).resolve().parents[1] / "migrations"
 EXPECTED_URL = "sqlite+aiosqlite:///path/to/liqbot.db or postgresql+asyncpg://user@host:5432/db"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+SQLITE_POOL_SIZE = 20
 PG_CONNECT_TIMEOUT_S = 10.0
 # pg_advisory_xact_lock key held while migrating, so instances starting together take turns.
 # ("liqmigr" in ASCII; the leadership lock must use a different key.)
@@ -270,6 +271,11 @@ def create_engine(url: URL) -> AsyncEngine:
     if url.get_backend_name() == "postgresql":
         kwargs["pool_pre_ping"] = True
         kwargs["connect_args"] = {"timeout": PG_CONNECT_TIMEOUT_S}
+    elif _sqlite_file(url) is not None:
+        # Each SQLite connection is a thread of aiosqlite's. With the default 5 kept, a burst of
+        # commands opened and closed overflow connections (a thread, a file open, the PRAGMAs)
+        # all the time; keeping more is cheap.
+        kwargs["pool_size"] = SQLITE_POOL_SIZE
     engine = create_async_engine(url, **kwargs)
     if url.get_backend_name() == "sqlite":
         event.listen(engine.sync_engine, "connect", _on_sqlite_connect)
