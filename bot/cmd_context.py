@@ -87,11 +87,9 @@ class Ctx:
         """This chat's destination, created or refreshed (type, title) on first use."""
         if self._dest is None:
             cmd = self.cmd
-            chat_id = self._chat_id()
-            store = self.services.store
             # Read first: most commands come from known chats, and a write (a commit) per
             # command would cost more than the command itself.
-            found = await find_destination(store, cmd.platform, chat_id)
+            found = await self.known_destination()
             if found is not None and (found.type, found.title) == (
                 cmd.chat_type,
                 cmd.chat_title[:256],
@@ -99,7 +97,12 @@ class Ctx:
                 self._dest = found
             else:
                 self._dest = await upsert_destination(
-                    store, cmd.platform, chat_id, cmd.chat_type, self.now_ms(), cmd.chat_title
+                    self.services.store,
+                    cmd.platform,
+                    self._chat_id(),
+                    cmd.chat_type,
+                    self.now_ms(),
+                    cmd.chat_title,
                 )
         return self._dest
 

@@ -280,26 +280,14 @@ class Pacer:
         if inter.until > now or inter.ready or (inter.blocked and inter.blocked[0][0] <= now):
             return None
         chat = self._chats.get(key)
-        if chat is not None:
-            if chat.queues["interactive"] or chat.until.get("interactive", -math.inf) > now:
-                return None
-            chat.per_chat.trim(now)
-            if chat.per_chat.free_at(now) > now:
-                return None
-            if group:
-                chat.group.trim(now)
-                if chat.group.free_at(now) > now:
-                    return None
+        if chat is not None and (
+            chat.queues["interactive"] or self._chat_free_at("interactive", chat, group, now) > now
+        ):
+            return None
         self._global.trim(now)
         if self._global.free_at(now) > now:
             return None
-        chat = chat or self._chat(key)
-        self._global.sends.append(now)
-        chat.per_chat.sends.append(now)
-        if group:
-            chat.group.sends.append(now)
-        self._check_idle_after(chat, key, group, now)
-        inter.sent += 1
+        self._count_send(inter, chat or self._chat(key), key, group, now)
         self._drop_idle(now)
         return Grant(key, group, now)
 
@@ -394,12 +382,13 @@ class Pacer:
 
     # --- scheduling --------------------------------------------------------------------------
 
-    def _chat_free_at(self, lane: Lane, chat: _Chat, head: _Waiter, now: float) -> float:
-        """When ``head`` may go as far as its chat is concerned (``<= now``: now)."""
+    def _chat_free_at(self, lane: Lane, chat: _Chat, group: bool, now: float) -> float:
+        """When a send in ``lane`` (to a group: ``group``) may go as far as its chat is
+        concerned (``<= now``: now)."""
         at = chat.until.get(lane, -math.inf)
         chat.per_chat.trim(now)
         at = max(at, chat.per_chat.free_at(now))
-        if head.group:
+        if group:
             chat.group.trim(now)
             at = max(at, chat.group.free_at(now))
         if lane == "broadcast" and at <= now:
@@ -407,7 +396,7 @@ class Pacer:
             rival = chat.queues["interactive"]
             lane_i = self._lanes["interactive"]
             if rival and lane_i.until <= now and chat.until.get("interactive", -math.inf) <= now:
-                at = max(at, self._chat_free_at("interactive", chat, rival[0], now))
+                at = max(at, self._chat_free_at("interactive", chat, rival[0].group, now))
         return at
 
     def _next(self, lane: Lane, now: float) -> tuple[_Chat, _Waiter] | None:
@@ -430,7 +419,7 @@ class Pacer:
                 heapq.heappop(ready)
                 self._pop_head(lane, chat)
                 continue
-            at = self._chat_free_at(lane, chat, head, now)
+            at = self._chat_free_at(lane, chat, head.group, now)
             if at > now:
                 heapq.heappop(ready)
                 heapq.heappush(blocked, (at, self._entry(lane, chat), key))
@@ -442,17 +431,23 @@ class Pacer:
         state = self._lanes[lane]
         heapq.heappop(state.ready)  # head's entry: _next just returned it from the top
         self._pop_head(lane, chat)
-        self._global.sends.append(now)
-        chat.per_chat.sends.append(now)
-        if head.group:
-            chat.group.sends.append(now)
-        self._check_idle_after(chat, head.chat, head.group, now)
-        state.sent += 1
+        self._count_send(state, chat, head.chat, head.group, now)
         due = state.last + self._spacing
         # Keep to the schedule through a timer that woke a little late, so wake-up latency does
         # not add up over a long broadcast; after a pause (or a wait on a window) start afresh.
         state.last = due if now - due < self._spacing / 2 else now
         head.future.set_result(now)
+
+    def _count_send(
+        self, state: _LaneState, chat: _Chat, key: str, group: bool, now: float
+    ) -> None:
+        """A send granted at ``now``: into every window it counts against."""
+        self._global.sends.append(now)
+        chat.per_chat.sends.append(now)
+        if group:
+            chat.group.sends.append(now)
+        self._check_idle_after(chat, key, group, now)
+        state.sent += 1
 
     def _pump(self, deadline: float | None = None) -> None:
         """Grant every acquire that may go now, then set the timer for the next change."""

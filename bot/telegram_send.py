@@ -106,7 +106,9 @@ class PhotoIds:
         return hashlib.sha1(png, usedforsecurity=False).digest()
 
     def get(self, png: bytes) -> str | None:
-        key = self._key(png)
+        return self._get(self._key(png))
+
+    def _get(self, key: bytes) -> str | None:
         found = self._ids.get(key)
         if found is not None:
             self._ids.move_to_end(key)
@@ -115,8 +117,9 @@ class PhotoIds:
     async def get_or_wait(self, png: bytes) -> str | None:
         """``get``, or the id an upload of ``png`` in flight gets (None if it fails or takes
         longer than ``wait_s``: then the caller uploads)."""
-        found = self.get(png)
-        upload = self._uploads.get(self._key(png)) if found is None else None
+        key = self._key(png)
+        found = self._get(key)
+        upload = self._uploads.get(key) if found is None else None
         if upload is None:
             return found
         try:
